@@ -1,0 +1,1 @@
+"""pygasi gateway package."""

@@ -1,0 +1,1 @@
+"""pygasi sip package."""
