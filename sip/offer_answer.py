@@ -280,7 +280,6 @@ class _Accepted:
     spec: _CodecSpec
     telephone_event: _Format | None
     events: frozenset[int]
-    secure: bool
     crypto: Crypto | None
     stream: NegotiatedStream
 
@@ -564,7 +563,7 @@ class MediaNegotiator:
             direction=direction,
             srtp=srtp,
         )
-        return _Accepted(index, media, codec, spec, telephone_event, events, secure, crypto, stream)
+        return _Accepted(index, media, codec, spec, telephone_event, events, crypto, stream)
 
     def _check_connection(self, connection: Connection) -> None:
         if connection.nettype.upper() != "IN":
