@@ -212,8 +212,14 @@ class DtmfSender:
 
     @property
     def busy(self) -> bool:
-        """The next tick belongs to DTMF (an event is being sent or is about to start)."""
-        return bool(self._ticks) or (bool(self._queue) and self._gap_ticks == 0)
+        """`tick()` has work: an event in progress, queued digits, or the gap after an event
+        still counting down (those ticks return no packets: they are audio)."""
+        return bool(self._ticks) or bool(self._queue) or self._gap_ticks > 0
+
+    @property
+    def active(self) -> bool:
+        """An event is being sent: the next tick sends its packets."""
+        return bool(self._ticks)
 
     @property
     def pending(self) -> int:

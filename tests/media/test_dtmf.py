@@ -69,9 +69,9 @@ def test_sender_queue_interleaves_with_audio_ticks(rate: int, step: int) -> None
     sender = DtmfSender(rate, duration_ms=100, gap_ms=60)
     sender.queue("12")
     assert sender.busy and sender.pending == 2
-    per_tick = [sender.tick(5000 + i * step) for i in range(14)]
+    per_tick = [sender.tick(5000 + i * step) for i in range(16)]
     # Digit 1: 4 update ticks + 1 tick with the three end packets; 3 audio ticks of gap.
-    assert [len(t) for t in per_tick] == [1, 1, 1, 1, 3, 0, 0, 0, 1, 1, 1, 1, 3, 0]
+    assert [len(t) for t in per_tick] == [1, 1, 1, 1, 3, 0, 0, 0, 1, 1, 1, 1, 3, 0, 0, 0]
     assert {p.timestamp for p in per_tick[0] + per_tick[4]} == {5000}
     # Digit 2 starts at the audio timestamp of the tick it took over.
     assert {p.timestamp for p in per_tick[8] + per_tick[12]} == {5000 + 8 * step}
