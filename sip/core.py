@@ -351,7 +351,6 @@ class SipCore:
     def _receive_new_invite(
         self, request: Request, tx: ServerTransaction, flow: Flow, now: float
     ) -> None:
-        tx.respond(self.make_response(request, 100, None), now)
         if request.body and request.content_type not in ("application/sdp", None):
             response = self.make_response(request, 415, None)
             response.headers.add("Accept", "application/sdp")
@@ -383,6 +382,8 @@ class SipCore:
                 response.headers.add("Retry-After", str(retry_after))
             tx.respond(response, now)
             return
+        # §17.2.1: Trying at once, so the caller stops retransmitting while we join the room.
+        tx.respond(self.make_response(request, 100, None), now)
         tag = self.new_tag()
         call = CallLeg(self, Direction.INBOUND, request, flow, tag, now)
         call.invite_tx = tx

@@ -70,7 +70,7 @@ class Dialog:
             local_seq=request.cseq.seq,
             remote_seq=None,
             secure=request.uri.scheme == "sips",
-            state=DialogState.CONFIRMED if response.status < 300 else DialogState.EARLY,
+            state=DialogState.CONFIRMED if 200 <= response.status < 300 else DialogState.EARLY,
         )
 
     def confirm_from(self, response: Response) -> None:

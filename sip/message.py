@@ -385,7 +385,7 @@ class StreamFramer:
             while stripped < len(self._buffer) and self._buffer[stripped] in b"\r\n":
                 stripped += 1
             if stripped:
-                if stripped >= 4 and bytes(self._buffer[:4]) == b"\r\n\r\n":
+                if b"\r\n\r\n" in self._buffer[:stripped]:
                     self.pings += 1
                 del self._buffer[:stripped]
             end = self._buffer.find(b"\r\n\r\n")
