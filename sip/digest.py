@@ -116,6 +116,8 @@ _WS = " \t"
 # Folded lines (RFC 3261 §7.3.1): the message layer normally unfolds, accept them anyway.
 _FOLD_RE = re.compile(r"\r?\n(?=[ \t])")
 _NC_RE = re.compile(r"[0-9A-Fa-f]{1,8}\Z")
+# RFC 8187 §3.2.1 value-chars: attr-char / pct-encoded, so ASCII only.
+_EXT_VALUE_RE = re.compile(r"(?:[A-Za-z0-9!#$&+\-.^_`|~]|%[0-9A-Fa-f]{2})*\Z")
 
 
 def _is_control(ch: str) -> bool:
@@ -436,7 +438,7 @@ def _ext_username(value: str) -> str:
     # RFC 7616 §3.4.4 username* uses the RFC 8187 ext-value: UTF-8'lang'percent-encoded.
     charset, sep, rest = value.partition("'")
     _lang, sep2, encoded = rest.partition("'")
-    if not sep or not sep2 or charset.lower() != "utf-8":
+    if not sep or not sep2 or charset.lower() != "utf-8" or not _EXT_VALUE_RE.match(encoded):
         raise SipParseError("bad username* value")
     try:
         return unquote_to_bytes(encoded).decode("utf-8")
