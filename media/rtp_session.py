@@ -111,7 +111,8 @@ class RtpSessionCounters:
     rtcp_sent: int = 0
     malformed_rtp: int = 0
     malformed_rtcp: int = 0
-    srtp_failures: int = 0
+    srtp_failures: int = 0  # received packets failing authentication / replay checks
+    srtp_protect_failures: int = 0
     foreign_dropped: int = 0  # from an address other than the latched one, not (yet) latched
     unknown_payload_type: int = 0
     not_receiving: int = 0  # dropped: our direction does not receive
@@ -294,7 +295,11 @@ class RtpSessionCore:
         data = RtpPacket(payload_type, self._seq, timestamp, self.ssrc, payload, marker).serialize()
         self._seq = (self._seq + 1) & 0xFFFF
         if self._srtp is not None:
-            data = self._srtp.protect(data)
+            try:
+                data = self._srtp.protect(data)
+            except SrtpError:
+                self.counters.srtp_protect_failures += 1
+                return
         self._transmit(CHANNEL_RTP, data, dest)
         self.counters.packets_sent += 1
 
@@ -387,7 +392,11 @@ class RtpSessionCore:
             return 0
         data = serialize_compound(packets)
         if self._srtp is not None:
-            data = self._srtp.protect_rtcp(data)
+            try:
+                data = self._srtp.protect_rtcp(data)
+            except SrtpError:
+                self.counters.srtp_protect_failures += 1
+                return 0
         self._transmit(CHANNEL_RTP if self.config.rtcp_mux else CHANNEL_RTCP, data, dest)
         self.counters.rtcp_sent += 1
         return len(data)
