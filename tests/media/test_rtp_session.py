@@ -507,3 +507,47 @@ async def test_rtcp_mux_demux(allocator: PortAllocator) -> None:
     await until(lambda: sink_b.byes == ["bye"])
     b.close()
     assert allocator.in_use == 0
+
+
+async def test_ipv6_sessions_exchange_and_latch() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    rng = random.Random()
+    base = rng.randrange(20000, 32000, 2)
+    allocator = PortAllocator((base, base + 63), host="::1")
+    try:
+        a = await RtpSession.open(allocator, RtpSessionConfig(PCMU, 8000))
+    except OSError:
+        pytest.skip("::1 not usable here")
+    b = await RtpSession.open(allocator, RtpSessionConfig(PCMU, 8000))
+    sink_a, sink_b = Sink(a), Sink(b)
+    a.set_remote("::1", b.local_rtp_port)
+    b.set_remote("::1", a.local_rtp_port)
+    a.send_frame(VOICE, 160)
+    b.send_frame(VOICE, 160)
+    await until(lambda: len(sink_a.packets) == 1 and len(sink_b.packets) == 1)
+    assert b.latched_rtp == ("::1", a.local_rtp_port)  # 4-tuple source reduced to host, port
+    a.close()
+    b.close()
+
+
+def test_core_sender_sequence_and_timestamp_wrap() -> None:
+    sent: Sent = []
+    s = RtpSessionCore(
+        RtpSessionConfig(PCMU, 8000),
+        lambda c, d, a: sent.append((c, d, a)),
+        now=0.0,
+        rand=random.Random(0),
+    )
+    s.set_remote("192.0.2.1", 4000)
+    first = None
+    for i in range(70000):  # more than 2^16 packets: the sequence wraps at least once
+        s.send_frame(VOICE, 0x20000, i * 0.02)  # big increments: the timestamp wraps too
+        if first is None:
+            first = RtpPacket.parse(sent[0][1])
+    pkts = rtp_of(sent[-3:])
+    assert first is not None
+    assert [p.sequence for p in pkts] == [(first.sequence + 69997 + k) & 0xFFFF for k in range(3)]
+    assert [p.timestamp for p in pkts] == [
+        (first.timestamp + (69997 + k) * 0x20000) & 0xFFFFFFFF for k in range(3)
+    ]
