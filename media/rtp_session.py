@@ -134,14 +134,6 @@ class _Candidate:
     count: int = 1
 
 
-@dataclass
-class _Callbacks:
-    packet: Callable[[RtpPacket, float], None] | None = None
-    new_stream: Callable[[int], None] | None = None
-    dtmf: Callable[[DtmfDigit], None] | None = None
-    bye: Callable[[str | None], None] | None = None
-
-
 Transmit = Callable[[int, bytes, Address], None]
 
 
@@ -172,7 +164,11 @@ class RtpSessionCore:
         if config.cn_payload_type is not None:
             self._audio_pts |= {config.cn_payload_type}
         self._srtp = SrtpContext(config.srtp) if config.srtp is not None else None
-        self.callbacks = _Callbacks()
+        # Consumer callbacks (plain attributes: the receive path is hot).
+        self.on_packet: Callable[[RtpPacket, float], None] | None = None
+        self.on_new_stream: Callable[[int], None] | None = None
+        self.on_dtmf: Callable[[DtmfDigit], None] | None = None
+        self.on_bye: Callable[[str | None], None] | None = None
         self.counters = RtpSessionCounters()
         self.direction = Direction.SENDRECV
         self.muted = False
@@ -200,40 +196,6 @@ class RtpSessionCore:
         )
         self.rtcp_timer = RtcpTimer(now, config.session_bandwidth * 0.05 / 8, self._rand.random)
         self._sent_marks = [0, 0]  # packets sent at the last two reports (§6.4: SR or RR)
-
-    # -- callbacks --
-
-    @property
-    def on_packet(self) -> Callable[[RtpPacket, float], None] | None:
-        return self.callbacks.packet
-
-    @on_packet.setter
-    def on_packet(self, fn: Callable[[RtpPacket, float], None] | None) -> None:
-        self.callbacks.packet = fn
-
-    @property
-    def on_new_stream(self) -> Callable[[int], None] | None:
-        return self.callbacks.new_stream
-
-    @on_new_stream.setter
-    def on_new_stream(self, fn: Callable[[int], None] | None) -> None:
-        self.callbacks.new_stream = fn
-
-    @property
-    def on_dtmf(self) -> Callable[[DtmfDigit], None] | None:
-        return self.callbacks.dtmf
-
-    @on_dtmf.setter
-    def on_dtmf(self, fn: Callable[[DtmfDigit], None] | None) -> None:
-        self.callbacks.dtmf = fn
-
-    @property
-    def on_bye(self) -> Callable[[str | None], None] | None:
-        return self.callbacks.bye
-
-    @on_bye.setter
-    def on_bye(self, fn: Callable[[str | None], None] | None) -> None:
-        self.callbacks.bye = fn
 
     # -- negotiation inputs --
 
@@ -478,12 +440,16 @@ class RtpSessionCore:
         if not self.direction.receives:
             self.counters.not_receiving += 1
             return
+        pt = pkt.payload_type
+        is_event = pt == self.config.telephone_event_pt
+        if not is_event and pt not in self._audio_pts:
+            self.counters.unknown_payload_type += 1
+            return
         if pkt.ssrc != self.remote_ssrc:
             self._new_stream(pkt.ssrc)
         stats = self.receiver_stats
         assert stats is not None
-        pt = pkt.payload_type
-        if pt == self.config.telephone_event_pt:
+        if is_event:
             status = stats.update(pkt.sequence, pkt.timestamp, now, len(pkt.payload), False)
             if not status.usable:
                 self.counters.duplicates += status is SeqStatus.DUPLICATE
@@ -496,11 +462,8 @@ class RtpSessionCore:
             self.counters.last_received = now
             if digit is not None:
                 self.counters.dtmf_received += 1
-                if self.callbacks.dtmf is not None:
-                    self.callbacks.dtmf(digit)
-            return
-        if pt not in self._audio_pts:
-            self.counters.unknown_payload_type += 1
+                if self.on_dtmf is not None:
+                    self.on_dtmf(digit)
             return
         status = stats.update(pkt.sequence, pkt.timestamp, now, len(pkt.payload))
         if not status.usable:
@@ -509,8 +472,8 @@ class RtpSessionCore:
         self.counters.packets_received += 1
         self.counters.octets_received += len(pkt.payload)
         self.counters.last_received = now
-        if self.callbacks.packet is not None:
-            self.callbacks.packet(pkt, now)
+        if self.on_packet is not None:
+            self.on_packet(pkt, now)
 
     def _new_stream(self, ssrc: int) -> None:
         # RFC 3550 §8.2 / A.1: a new SSRC is a new source with its own sequence space.
@@ -519,8 +482,8 @@ class RtpSessionCore:
         self.remote_ssrc = ssrc
         self.receiver_stats = ReceiverStats(ssrc, self.config.clock_rate)
         self._dtmf_rx.reset()
-        if self.callbacks.new_stream is not None:
-            self.callbacks.new_stream(ssrc)
+        if self.on_new_stream is not None:
+            self.on_new_stream(ssrc)
 
     def _rtcp_received(self, data: bytes, address: tuple[str, int], now: float) -> None:
         if self._srtp is not None:
@@ -551,8 +514,8 @@ class RtpSessionCore:
                         self.sender_stats.on_report_block(block, self._ntp(now))
             elif isinstance(p, Bye) and self.remote_ssrc in p.ssrcs:
                 self.counters.byes_received += 1
-                if self.callbacks.bye is not None:
-                    self.callbacks.bye(p.reason)
+                if self.on_bye is not None:
+                    self.on_bye(p.reason)
 
 
 class _Endpoint(asyncio.DatagramProtocol):
