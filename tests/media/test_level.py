@@ -1,0 +1,76 @@
+"""RFC 6464 audio levels: the -dBov scale, the extension byte, voice activity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from media.errors import MediaParseError
+from media.level import (
+    SILENCE,
+    AudioLevel,
+    LevelMeter,
+    VoiceActivityDetector,
+    audio_level,
+    decode_audio_level,
+    encode_audio_level,
+)
+from media.tones import ToneGenerator
+
+
+def test_levels_on_the_dbov_scale() -> None:
+    square = np.tile(np.array([32767, -32768], dtype=np.int16), 480)
+    assert audio_level(square) == 0  # the overload point: a full-scale square wave
+    assert audio_level(ToneGenerator(1000, 48000, 0.0).next()) == 3  # full-scale sine: -3.01
+    assert audio_level(ToneGenerator(1000, 48000, -10.0).next()) == 13
+    assert audio_level(ToneGenerator(440, 8000, -40.0).next(160)) == 43
+    assert audio_level(np.tile(np.array([1, -1], dtype=np.int16), 480)) == 90  # 1 LSB: -90.3
+    assert audio_level(np.zeros(960, dtype=np.int16)) == SILENCE  # digital silence MUST be 127
+    one = np.zeros(960, dtype=np.int16)
+    one[0] = 1
+    assert audio_level(one) == 120  # quietest non-zero frame: -120.1 dBov
+    assert audio_level(np.zeros(0, dtype=np.int16)) == SILENCE
+
+
+def test_meter_handles_any_length() -> None:
+    meter = LevelMeter(160)
+    assert meter.level(ToneGenerator(1000, 48000, -20.0).next(1920)) == 23
+    assert meter.energy(np.array([3, 4], dtype=np.int16)) == 25.0
+
+
+def test_extension_byte() -> None:
+    assert encode_audio_level(127, False) == b"\x7f"
+    assert encode_audio_level(0, True) == b"\x80"
+    assert encode_audio_level(42, True) == bytes([0x80 | 42])
+    assert decode_audio_level(b"\xaa") == (0x2A, True)
+    assert decode_audio_level(b"\x7f\x00\x00") == (127, False)  # padded element
+    assert AudioLevel.from_bytes(b"\x7f").silent
+    assert not AudioLevel(127, voice=True).silent
+    assert AudioLevel(30, True).to_bytes() == b"\x9e"
+    with pytest.raises(ValueError):
+        encode_audio_level(128, False)
+    with pytest.raises(ValueError):
+        AudioLevel(-1)
+    with pytest.raises(MediaParseError):
+        decode_audio_level(b"")
+
+
+@given(st.binary(max_size=4))
+def test_decode_raises_only_media_parse_error(data: bytes) -> None:
+    try:
+        level, voice = decode_audio_level(data)
+    except MediaParseError:
+        assert data == b""
+        return
+    assert 0 <= level <= 127
+    assert encode_audio_level(level, voice) == data[:1]
+
+
+def test_voice_activity_with_hangover() -> None:
+    vad = VoiceActivityDetector(threshold_dbov=-45.0, hangover_frames=3)
+    flags = [vad.update(level) for level in [127, 30, 60, 60, 60, 60, 44, 127]]
+    assert flags == [False, True, True, True, True, False, True, True]
+    vad.reset()
+    assert vad.update(60) is False
