@@ -1,0 +1,664 @@
+"""Adaptive jitter buffer for one received RTP audio stream (sans-IO: time is passed in).
+
+`put()` takes packets in any order as they arrive; `pull(now)` is called once per 20 ms by the
+process clock and always returns one 960-sample 48 kHz frame plus a status. Decoding and
+resampling to 48 kHz happen inside (the buffer owns the stream's decoder and a
+`FrameResampler`): loss handling needs the decoder anyway (Opus FEC reads the *next* packet,
+PLC and fades need the decoder's state), and callers - the room mixer, the outgoing Opus leg -
+all want the engine's one format. The buffer itself is codec-agnostic: it holds payloads and asks
+the `Decoder` for PCM, concealment and recovery.
+
+Playout is driven by RTP timestamps, not sequence numbers: silence suppression makes the
+timestamp jump (RFC 3551 §4.1), with or without a sequence jump, and only the timestamp says
+where audio belongs. Sequence numbers detect duplicates and tell a skipped stretch of time
+(contiguous sequence, timestamp jump: nothing was lost) from lost packets. Both are extended
+past their 16/32-bit wrap (RFC 3550 Appendix A.1).
+
+Delay. Each packet's transit ``arrival - timestamp/clock`` goes into a window (5 s); its
+minimum is the fastest path, its spread the jitter. The target delay is ``spread + margin``,
+clamped to [min, max] (default 20..200 ms, starting at 40 ms): it grows at once when jitter
+grows and shrinks slowly (10 ms/s) when it falls. The playout point is steered so that the frame
+played now was due ``target`` ago on the fastest path. Steering happens where it is inaudible:
+during silence the buffer skips or holds whole silent frames; during talk it drops or inserts a
+frame only when the audio is quiet (or the delay is far off), at most once per 60 ms.
+
+Loss versus silence. When the playout point reaches a timestamp with no packet, the gap is
+*silence* if the last packet said so (RFC 6464 level 127 without the voice flag - the bridge
+drops a sender's packets after a few of those -, an Opus DTX frame, or comfort noise), if the
+next packet starts a talk-spurt (marker bit), or if its sequence number follows the last one (no
+packet is missing, the sender skipped time). Silence plays as zeros, for as long as it lasts,
+and does not disturb the delay estimate (the timestamps of the next talk-spurt keep pace with
+real time, so its transit is unchanged). Otherwise it is *loss*: the decoder conceals (Opus PLC,
+or Opus in-band FEC when the next packet is already here; the G.711/G.722 pitch-repetition fade)
+for at most `max_conceal_ms`, then silence.
+
+Robustness. Memory is bounded whatever arrives: at most `capacity` packets are held, duplicate
+detection remembers a fixed number of sequence numbers, the transit window is a fixed array. A
+packet whose transit is off the window by more than `resync_ms` (a sender that restarted its
+clock) is held aside; three in a row, or one starting a talk-spurt during silence, re-anchor the
+buffer (counted in `resyncs`). Undecodable payloads are concealed and counted. `put()` raises
+only `MediaParseError` (for values outside the RTP field ranges); `pull()` never raises for peer
+data.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from media.codecs import Decoder
+from media.errors import MediaParseError
+from media.frame import FRAME_SAMPLES, PCM, SAMPLE_RATE
+from media.level import SILENCE, LevelMeter
+from media.resample import FrameResampler
+
+
+class FrameStatus(Enum):
+    NORMAL = "normal"  # decoded from packets
+    FEC_RECOVERED = "fec-recovered"  # rebuilt from the next packet's in-band redundancy
+    CONCEALED = "concealed"  # a packet was lost: PLC / fade
+    SILENCE = "silence"  # nothing to play: before the first packet, silence gaps, DTX, CN
+
+
+# When one output frame is built from several pieces, the worst one names it.
+_RANK = {
+    FrameStatus.SILENCE: 0,
+    FrameStatus.NORMAL: 1,
+    FrameStatus.FEC_RECOVERED: 2,
+    FrameStatus.CONCEALED: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JitterConfig:
+    initial_delay_ms: float = 40.0
+    min_delay_ms: float = 20.0
+    max_delay_ms: float = 200.0
+    margin_ms: float = 15.0  # added to the measured jitter spread (covers the 20 ms tick phase)
+    shrink_ms_per_s: float = 10.0  # how fast the target falls when jitter falls
+    window_s: float = 5.0  # transit history for the jitter estimate
+    jitter_quantile: float = 0.99  # of the transit window: one spike does not set the delay
+    max_conceal_ms: float = 100.0  # longest concealment of one loss before silence
+    silence_level: int = SILENCE  # RFC 6464 level (-dBov) at or above which a packet is silence
+    quiet_level: int = 55  # -dBov at or above which a frame may be dropped/inserted mid-talk
+    resync_ms: float = 1000.0  # transit change that means the sender's clock restarted
+    capacity: int = 64  # packets held at most
+    duplicate_memory: int = 256  # sequence numbers remembered for duplicate detection
+
+
+@dataclass(slots=True)
+class JitterStats:
+    received: int = 0  # packets given to put()
+    played: int = 0  # packets decoded into the output
+    concealed: int = 0  # concealment pieces (frames) produced for lost packets
+    fec_recovered: int = 0  # lost packets rebuilt from in-band FEC
+    lost: int = 0  # frames found missing at playout (concealed or, past the limit, silent)
+    late: int = 0  # packets that arrived after their playout time
+    duplicates: int = 0
+    dropped: int = 0  # overflow, clock outliers, silent packets skipped to shorten the delay
+    decode_errors: int = 0
+    silence_frames: int = 0  # output frames with status SILENCE
+    frames_skipped: int = 0  # delay shortened by one frame
+    frames_inserted: int = 0  # delay lengthened by one frame
+    resyncs: int = 0
+    current_delay_ms: float = 0.0
+    target_delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class JitterFrame:
+    """One 20 ms frame of output. `pcm` is a reused buffer: valid until the next pull()."""
+
+    pcm: PCM
+    status: FrameStatus
+    level: int | None  # RFC 6464 level the sender reported for the last packet in the frame
+    timestamp: int | None  # extended RTP timestamp of the frame's first sample
+
+
+@dataclass(slots=True)
+class _Packet:
+    seq: int  # extended
+    ts: int  # extended
+    payload: bytes
+    marker: bool
+    level: int | None
+    silent: bool  # says that the gap after it is silence
+    comfort_noise: bool
+    arrival: float
+
+
+def _extend(value: int, highest: int | None, bits: int) -> int:
+    """Extend a wrapping counter to the value nearest the highest seen (RFC 3550 A.1)."""
+    if highest is None:
+        return value
+    modulus = 1 << bits
+    delta = (value - highest) % modulus
+    if delta >= modulus >> 1:
+        delta -= modulus
+    return highest + delta
+
+
+class JitterBuffer:
+    """One received stream: put packets in, pull one 48 kHz frame per 20 ms."""
+
+    def __init__(self, decoder: Decoder, config: JitterConfig | None = None) -> None:
+        self.config = cfg = config if config is not None else JitterConfig()
+        self.decoder = decoder
+        info = decoder.info
+        self._clock = info.clock_rate
+        self._rate = info.sample_rate
+        self._frame_ticks = info.frame_ticks
+        self._frame_samples = info.frame_samples
+        self._frame_ms = float(info.frame_ms)
+        self._resampler = FrameResampler(info.sample_rate, SAMPLE_RATE, info.frame_ms)
+        self._meter = LevelMeter(self._frame_samples * 6)
+        self.stats = JitterStats(target_delay_ms=cfg.initial_delay_ms)
+
+        # Received packets by extended timestamp, plus the sorted timestamps.
+        self._packets: dict[int, _Packet] = {}
+        self._order: list[int] = []
+        self._seen: set[int] = set()
+        self._seen_order: deque[int] = deque()
+        self._max_seq: int | None = None
+        self._max_ts: int | None = None
+        self._outliers: list[_Packet] = []
+
+        # Transit window (seconds) for the jitter estimate.
+        size = max(8, round(cfg.window_s * 1000.0 / self._frame_ms))
+        self._transit = np.zeros(size, dtype=np.float64)
+        self._scratch = np.zeros(size, dtype=np.float64)
+        self._transit_count = 0
+        self._transit_next = 0
+        self._fastest = 0.0  # minimum transit in the window
+        self._spread = 0.0  # maximum - minimum transit
+
+        # Playout state.
+        self._started = False
+        self._write_ts = 0  # extended timestamp of the next sample to produce
+        self._played_until = 0  # end of the last real (non-silence) audio produced
+        self._talking = False
+        self._last: _Packet | None = None  # last packet decoded
+        self._conceal_ticks = 0
+        self._last_adjust = -(10**9)
+        self._pulls = 0
+        self._recent_late = 0  # pulls left during which a late packet counts as "recent"
+        self._last_quiet = False  # the last frame played was quiet (measured when needed)
+        self._adjusted = False  # the last _produce() changed the delay
+        self._target_ms = cfg.initial_delay_ms
+
+        self._fifo: PCM = np.zeros(self._frame_samples * 8, dtype=np.int16)
+        self._fifo_len = 0
+        self._fifo_status = FrameStatus.SILENCE
+        self._frame: PCM = np.zeros(self._frame_samples, dtype=np.int16)
+        self._silence_out: PCM = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
+    # -- input -------------------------------------------------------------------------------
+
+    def put(
+        self,
+        seq: int,
+        timestamp: int,
+        payload: bytes,
+        marker: bool = False,
+        level: int | None = None,
+        arrival_time: float = 0.0,
+        *,
+        voice: bool | None = None,
+        comfort_noise: bool = False,
+    ) -> None:
+        """Add one received packet. `level`/`voice` come from the ssrc-audio-level extension
+        (RFC 6464) when present; `comfort_noise` marks an RFC 3389 CN packet (PT 13), which is
+        not decoded but says the sender is silent."""
+        if not 0 <= seq <= 0xFFFF:
+            raise MediaParseError(f"RTP sequence number {seq} out of range")
+        if not 0 <= timestamp <= 0xFFFFFFFF:
+            raise MediaParseError(f"RTP timestamp {timestamp} out of range")
+        if level is not None and not 0 <= level <= 127:
+            raise MediaParseError(f"audio level {level} out of range")
+        if not math.isfinite(arrival_time):
+            raise MediaParseError("arrival time is not finite")
+        cfg = self.config
+        stats = self.stats
+        stats.received += 1
+        ext_seq = _extend(seq, self._max_seq, 16)
+        ext_ts = _extend(timestamp, self._max_ts, 32)
+        if ext_seq in self._seen:
+            stats.duplicates += 1
+            return
+        self._remember(ext_seq)
+        self._max_seq = ext_seq if self._max_seq is None else max(self._max_seq, ext_seq)
+        self._max_ts = ext_ts if self._max_ts is None else max(self._max_ts, ext_ts)
+
+        silent = comfort_noise or (level is not None and level >= cfg.silence_level and not voice)
+        if not silent and not comfort_noise and payload:
+            silent = self.decoder.is_dtx(payload)
+        packet = _Packet(
+            ext_seq, ext_ts, bytes(payload), marker, level, silent, comfort_noise, arrival_time
+        )
+        if not self._started:
+            self._anchor([packet])
+            return
+
+        transit = arrival_time - ext_ts / self._clock
+        if self._transit_count and abs(transit - self._fastest) > cfg.resync_ms / 1000.0:
+            # A packet whose timing disagrees with the whole window by more than a second: the
+            # sender's clock jumped (or this is garbage). Keep it aside with the earlier outliers
+            # that agree with it; three that agree, or a talk-spurt start during silence,
+            # re-anchor playout on them.
+            limit = cfg.resync_ms / 1000.0
+            kept = [
+                p
+                for p in self._outliers
+                if abs((p.arrival - p.ts / self._clock) - transit) <= limit
+            ]
+            stats.dropped += len(self._outliers) - len(kept)
+            kept.append(packet)
+            self._outliers = kept
+            if len(kept) >= 3 or (marker and not self._talking):
+                self._anchor(kept)
+            return
+        if self._outliers:
+            stats.dropped += len(self._outliers)
+            self._outliers.clear()
+        self._add_transit(transit)
+
+        if ext_ts < self._played_until or (
+            ext_ts < self._write_ts
+            and (self._talking or transit - self._fastest > cfg.max_delay_ms / 1000.0)
+        ):
+            stats.late += 1
+            self._recent_late = 50
+            return
+        self._insert(packet)
+
+    def _remember(self, ext_seq: int) -> None:
+        self._seen.add(ext_seq)
+        self._seen_order.append(ext_seq)
+        if len(self._seen_order) > self.config.duplicate_memory:
+            self._seen.discard(self._seen_order.popleft())
+
+    def _insert(self, packet: _Packet) -> None:
+        if packet.ts in self._packets:
+            self.stats.duplicates += 1  # same timestamp under another sequence number
+            return
+        self._packets[packet.ts] = packet
+        bisect.insort(self._order, packet.ts)
+        if len(self._order) > self.config.capacity:
+            # Keep the packets due soonest; the farthest one is the least useful.
+            del self._packets[self._order.pop()]
+            self.stats.dropped += 1
+
+    def _anchor(self, packets: list[_Packet]) -> None:
+        """(Re)start playout at the earliest of `packets`; the target delay is kept."""
+        if self._started:
+            self.stats.resyncs += 1
+            self.stats.dropped += len(self._order)
+        self._packets.clear()
+        self._order.clear()
+        self._outliers = []
+        self._transit_count = 0
+        self._transit_next = 0
+        self._fifo_len = 0
+        self._talking = False
+        self._conceal_ticks = 0
+        if self._started:
+            self.decoder.reset()
+            self._resampler.reset()
+        first = min(packets, key=lambda p: p.ts)
+        self._started = True
+        self._write_ts = first.ts
+        self._played_until = first.ts
+        for p in packets:
+            if 0 <= p.ts - first.ts <= self._ticks(self.config.max_delay_ms):
+                self._add_transit(p.arrival - p.ts / self._clock)
+                self._insert(p)
+        self._update_window()
+
+    def _add_transit(self, transit: float) -> None:
+        self._transit[self._transit_next] = transit
+        self._transit_next = (self._transit_next + 1) % len(self._transit)
+        self._transit_count = min(self._transit_count + 1, len(self._transit))
+        if self._transit_count == 1 or transit < self._fastest:
+            self._fastest = transit
+
+    def _update_window(self) -> None:
+        if not self._transit_count:
+            return
+        window = self._transit[: self._transit_count]
+        self._fastest = float(window.min())
+        # A high quantile rather than the maximum: an isolated spike (one packet stuck for
+        # 300 ms) is better lost than paid for with 5 s of extra delay.
+        k = min(len(window) - 1, int(self.config.jitter_quantile * (len(window) - 1) + 0.5))
+        self._scratch[: len(window)] = window
+        part = self._scratch[: len(window)]
+        part.partition(k)
+        self._spread = float(part[k]) - self._fastest
+
+    # -- output ------------------------------------------------------------------------------
+
+    def pull(self, now: float) -> JitterFrame:
+        """The next 20 ms frame (48 kHz), to be called once per frame period at time `now`."""
+        stats = self.stats
+        self._pulls += 1
+        if not self._started:
+            stats.silence_frames += 1
+            return JitterFrame(self._silence_out, FrameStatus.SILENCE, None, None)
+        if self._pulls % 10 == 0:
+            self._update_window()
+        self._update_target()
+        if self._recent_late:
+            self._recent_late -= 1
+
+        n = self._frame_samples
+        out_ts = self._write_ts - self._samples_to_ticks(self._fifo_len)
+        error_ms = self._delay_ms(now, out_ts) - self._target_ms
+        stats.current_delay_ms = self._delay_ms(now, out_ts)
+
+        status: FrameStatus | None = self._fifo_status if self._fifo_len else None
+        level: int | None = None
+        if self._fifo_len == 0:
+            self._drop_stale()
+            if not self._talking and self._steer_in_silence(error_ms):
+                # Held: one frame of silence without advancing the playout point.
+                stats.silence_frames += 1
+                if self._last is not None:
+                    stats.frames_inserted += 1
+                pcm = self._resampler.process(self._zero_frame())
+                return JitterFrame(pcm, FrameStatus.SILENCE, None, None)
+
+        # Mid-talk steering, at most once per 60 ms: drop a quiet frame when the delay is a
+        # frame over target (any frame when it is far over), insert one when it is a frame
+        # under and the audio is quiet or packets are arriving late anyway.
+        drop = force = insert = False
+        if self._talking and self._pulls - self._last_adjust >= 3:
+            drop = error_ms > self._frame_ms
+            force = error_ms > max(3 * self._frame_ms, self._target_ms)
+            insert = error_ms < -self._frame_ms and (self._recent_late > 0 or self._last_quiet)
+
+        while self._fifo_len < n:
+            before = (self._fifo_len, self._write_ts)
+            piece, piece_level = self._produce(n - self._fifo_len, drop, force, insert)
+            if self._adjusted:
+                self._last_adjust = self._pulls
+            drop = force = insert = False
+            if piece is not None and (status is None or _RANK[piece] > _RANK[status]):
+                status = piece
+            if piece_level is not None:
+                level = piece_level
+            if (self._fifo_len, self._write_ts) == before:  # pragma: no cover - defensive
+                self._silence_piece(n - self._fifo_len, None)
+
+        if status is None:
+            status = FrameStatus.SILENCE
+        frame = self._frame
+        frame[:] = self._fifo[:n]
+        rest = self._fifo_len - n
+        if rest:
+            self._fifo[:rest] = self._fifo[n : self._fifo_len]
+        self._fifo_len = rest
+        self._fifo_status = status
+        if status is FrameStatus.SILENCE:
+            stats.silence_frames += 1
+        if error_ms < -self._frame_ms and self._talking:
+            # Only needed when an insertion is pending: is what just played quiet?
+            self._last_quiet = self._meter.level(frame) >= self.config.quiet_level
+        else:
+            self._last_quiet = False
+        pcm = self._resampler.process(frame)
+        return JitterFrame(pcm, status, level, out_ts)
+
+    # -- playout internals -------------------------------------------------------------------
+
+    def _produce(
+        self, need: int, drop: bool, force: bool, insert: bool
+    ) -> tuple[FrameStatus | None, int | None]:
+        """Append the next piece of audio at the playout point to the FIFO."""
+        self._adjusted = False
+        stats = self.stats
+        if insert:
+            # Lengthen the delay by one frame: concealment without advancing the playout point.
+            self._append(self.decoder.conceal(need))
+            stats.frames_inserted += 1
+            self._adjusted = True
+            return FrameStatus.CONCEALED, None
+
+        packet = self._packets.get(self._write_ts)
+        if packet is not None:
+            self._pop_first_if(packet.ts)
+            if packet.comfort_noise:
+                self._end_talk(packet)
+                return self._silence_piece(need, packet.level)
+            try:
+                pcm = self.decoder.decode(packet.payload)
+            except MediaParseError:
+                pcm = None
+            if pcm is None or len(pcm) == 0:
+                stats.decode_errors += 1
+                return self._loss_piece(need)
+            if drop and (force or self._quiet(packet, pcm)):
+                # Shorten the delay by one frame: this one is decoded (the decoder state stays
+                # continuous) but not played.
+                self._write_ts += self._samples_to_ticks(len(pcm))
+                self._played_until = self._write_ts
+                self._last = packet
+                stats.frames_skipped += 1
+                stats.played += 1
+                self._adjusted = True
+                return None, None
+            appended = self._append(pcm)
+            self._write_ts += self._samples_to_ticks(appended)
+            self._played_until = self._write_ts
+            self._last = packet
+            self._conceal_ticks = 0
+            stats.played += 1
+            if packet.silent:
+                self._talking = False
+                return FrameStatus.SILENCE, packet.level
+            self._talking = True
+            return FrameStatus.NORMAL, packet.level
+
+        nxt = self._next_packet()
+        if not self._talking or self._gap_is_silence(nxt):
+            self._talking = False
+            return self._silence_piece(need, None, nxt)
+        return self._loss_piece(need, nxt)
+
+    def _loss_piece(
+        self, need: int, nxt: _Packet | None = None
+    ) -> tuple[FrameStatus | None, int | None]:
+        stats = self.stats
+        if nxt is None:
+            nxt = self._next_packet()
+        stats.lost += 1
+        if self._ticks_to_ms(self._conceal_ticks) >= self.config.max_conceal_ms:
+            # Concealed long enough: the rest of this loss is silence.
+            self._talking = False
+            return self._silence_piece(need, None, nxt)
+        ticks = self._piece_ticks(need, nxt)
+        if (
+            nxt is not None
+            and nxt.ts - self._write_ts == self._frame_ticks
+            and not nxt.comfort_noise
+            and self.decoder.can_recover(nxt.payload)
+        ):
+            try:
+                pcm = self.decoder.recover(nxt.payload, self._ticks_to_samples(ticks))
+                status = FrameStatus.FEC_RECOVERED
+                stats.fec_recovered += 1
+            except MediaParseError:
+                pcm = self.decoder.conceal(self._ticks_to_samples(ticks))
+                status = FrameStatus.CONCEALED
+                stats.concealed += 1
+        else:
+            pcm = self.decoder.conceal(self._ticks_to_samples(ticks))
+            status = FrameStatus.CONCEALED
+            stats.concealed += 1
+        if len(pcm) == 0:  # pragma: no cover - decoders always return the size asked
+            return self._silence_piece(need, None, nxt)
+        advance = self._samples_to_ticks(self._append(pcm))
+        self._write_ts += advance
+        self._played_until = self._write_ts
+        self._conceal_ticks += advance
+        return status, None
+
+    def _silence_piece(
+        self, need: int, level: int | None, nxt: _Packet | None = None
+    ) -> tuple[FrameStatus | None, int | None]:
+        ticks = self._piece_ticks(need, nxt)
+        samples = self._ticks_to_samples(ticks)
+        self._fifo[self._fifo_len : self._fifo_len + samples] = 0
+        self._fifo_len += samples
+        self._write_ts += ticks
+        return FrameStatus.SILENCE, level
+
+    def _piece_ticks(self, need: int, nxt: _Packet | None) -> int:
+        """Ticks for a gap piece: what the frame still needs, cut at the next packet so that it
+        starts exactly on its own timestamp (talk-spurts after silence need not be on the old
+        frame grid)."""
+        ticks = max(1, self._samples_to_ticks(need))
+        if nxt is not None and 0 < nxt.ts - self._write_ts < ticks:
+            ticks = nxt.ts - self._write_ts
+        # Never less than one sample's worth of ticks.
+        return max(ticks, self._samples_to_ticks(1), 1)
+
+    def _gap_is_silence(self, nxt: _Packet | None) -> bool:
+        last = self._last
+        if last is not None and last.silent:
+            return True
+        if nxt is not None:
+            if nxt.marker:
+                return True  # RFC 3551 §4.1: the first packet of a talk-spurt
+            if last is not None and nxt.seq == last.seq + 1:
+                return True  # nothing is missing: the sender skipped time
+        return False
+
+    def _end_talk(self, packet: _Packet) -> None:
+        self._talking = False
+        self._last = packet
+        self.stats.played += 1
+
+    def _steer_in_silence(self, error_ms: float) -> bool:
+        """During silence, move the playout point to the target delay. Returns True to hold
+        (output one more silent frame without advancing)."""
+        half = self._frame_ms / 2.0
+        if error_ms < -half:
+            return True
+        if error_ms > half:
+            frames = round(error_ms / self._frame_ms)
+            ticks = frames * self._frame_ticks
+            nxt = self._next_packet(inclusive=True)
+            if nxt is not None:
+                ticks = min(ticks, nxt.ts - self._write_ts)
+            if ticks > 0:
+                self._write_ts += ticks
+                self.stats.frames_skipped += ticks // self._frame_ticks
+                self._drop_stale()
+        return False
+
+    def _drop_stale(self) -> None:
+        """Packets now behind the playout point: during silence one may rewind the playout
+        point (a talk-spurt that arrived later than the target but within the cap); the rest
+        are late."""
+        while self._order and self._order[0] < self._write_ts:
+            ts = self._order[0]
+            packet = self._packets[ts]
+            if (
+                not self._talking
+                and self._fifo_len == 0
+                and ts >= self._played_until
+                and packet.arrival - ts / self._clock - self._fastest
+                <= self.config.max_delay_ms / 1000.0
+            ):
+                self._write_ts = ts
+                return
+            self._order.pop(0)
+            del self._packets[ts]
+            self.stats.late += 1
+
+    def _pop_first_if(self, ts: int) -> None:
+        index = bisect.bisect_left(self._order, ts)
+        if index < len(self._order) and self._order[index] == ts:
+            self._order.pop(index)
+        del self._packets[ts]
+
+    def _next_packet(self, inclusive: bool = False) -> _Packet | None:
+        """The first packet after the playout point (or at it, if `inclusive`)."""
+        find = bisect.bisect_left if inclusive else bisect.bisect_right
+        index = find(self._order, self._write_ts)
+        if index < len(self._order):
+            return self._packets[self._order[index]]
+        return None
+
+    def _append(self, pcm: PCM) -> int:
+        """Append to the FIFO; returns the samples taken (a packet over 140 ms is cut)."""
+        count = min(len(pcm), len(self._fifo) - self._fifo_len)
+        self._fifo[self._fifo_len : self._fifo_len + count] = pcm[:count]
+        self._fifo_len += count
+        return count
+
+    def _zero_frame(self) -> PCM:
+        self._frame.fill(0)
+        return self._frame
+
+    def _quiet(self, packet: _Packet, pcm: PCM) -> bool:
+        """Quiet enough to drop unheard: by the sender's RFC 6464 level if it sent one."""
+        level = packet.level if packet.level is not None else self._meter.level(pcm)
+        return level >= self.config.quiet_level
+
+    def _update_target(self) -> None:
+        cfg = self.config
+        desired = min(
+            cfg.max_delay_ms, max(cfg.min_delay_ms, self._spread * 1000.0 + cfg.margin_ms)
+        )
+        if desired > self._target_ms:
+            self._target_ms = desired
+        else:
+            step = cfg.shrink_ms_per_s * self._frame_ms / 1000.0
+            self._target_ms = max(desired, self._target_ms - step)
+        self.stats.target_delay_ms = self._target_ms
+        self.stats.jitter_ms = self._spread * 1000.0
+
+    def _delay_ms(self, now: float, ts: int) -> float:
+        """How long ago the audio at `ts` was due on the fastest path."""
+        return (now - self._fastest - ts / self._clock) * 1000.0
+
+    # -- unit conversions ----------------------------------------------------------------------
+
+    def _ticks(self, ms: float) -> int:
+        return int(ms * self._clock / 1000.0)
+
+    def _ticks_to_ms(self, ticks: int) -> float:
+        return ticks * 1000.0 / self._clock
+
+    def _ticks_to_samples(self, ticks: int) -> int:
+        return ticks * self._rate // self._clock
+
+    def _samples_to_ticks(self, samples: int) -> int:
+        return samples * self._clock // self._rate
+
+    def reset(self) -> None:
+        """Forget the stream (new SSRC): the next packet starts playout afresh."""
+        self._packets.clear()
+        self._order.clear()
+        self._seen.clear()
+        self._seen_order.clear()
+        self._outliers = []
+        self._max_seq = self._max_ts = None
+        self._started = False
+        self._talking = False
+        self._last = None
+        self._fifo_len = 0
+        self._transit_count = 0
+        self.decoder.reset()
+        self._resampler.reset()
+
+    @property
+    def buffered(self) -> int:
+        """Packets currently held."""
+        return len(self._order)
