@@ -88,10 +88,13 @@ class Headers:
     values); :meth:`values` splits list headers into their elements.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_keys")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+        self._items: list[tuple[str, str]] = []
+        self._keys: list[str] = []  # lower-case names, parallel to _items, for fast lookups
+        for name, value in items:
+            self.add(name, value)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -102,8 +105,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = canonical_name(name).lower()
-        return any(n.lower() == key for n, _ in self._items)
+        return canonical_name(name).lower() in self._keys
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Headers) and self._items == other._items
@@ -114,20 +116,23 @@ class Headers:
     def copy(self) -> Headers:
         new = Headers()
         new._items = list(self._items)
+        new._keys = list(self._keys)
         return new
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first field's value, or ``default``."""
         key = canonical_name(name).lower()
-        for n, v in self._items:
-            if n.lower() == key:
-                return v
-        return default
+        try:
+            return self._items[self._keys.index(key)][1]
+        except ValueError:
+            return default
 
     def get_all(self, name: str) -> list[str]:
         """Every field's value, in order (not split on commas)."""
         key = canonical_name(name).lower()
-        return [v for n, v in self._items if n.lower() == key]
+        if key not in self._keys:
+            return []
+        return [item[1] for item, k in zip(self._items, self._keys, strict=True) if k == key]
 
     def values(self, name: str) -> list[str]:
         """All values, list headers split into their comma-separated elements."""
@@ -140,34 +145,39 @@ class Headers:
         return out
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_name(name), value))
+        canon = canonical_name(name)
+        self._items.append((canon, value))
+        self._keys.append(canon.lower())
 
     def prepend(self, name: str, value: str) -> None:
-        self._items.insert(0, (canonical_name(name), value))
+        canon = canonical_name(name)
+        self._items.insert(0, (canon, value))
+        self._keys.insert(0, canon.lower())
 
     def set(self, name: str, value: str) -> None:
         """Replace every field of that name by one (kept at the first one's position)."""
         canon = canonical_name(name)
         key = canon.lower()
-        out: list[tuple[str, str]] = []
-        placed = False
-        for n, v in self._items:
-            if n.lower() == key:
-                if not placed:
-                    out.append((canon, value))
-                    placed = True
-                continue
-            out.append((n, v))
-        if not placed:
-            out.append((canon, value))
-        self._items = out
+        if key not in self._keys:
+            self.add(canon, value)
+            return
+        first = self._keys.index(key)
+        self.remove(canon)
+        self._items.insert(first, (canon, value))
+        self._keys.insert(first, key)
 
     def remove(self, name: str) -> None:
         key = canonical_name(name).lower()
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        kept = [(item, k) for item, k in zip(self._items, self._keys, strict=True) if k != key]
+        self._items = [item for item, _ in kept]
+        self._keys = [k for _, k in kept]
 
     def names(self) -> list[str]:
         return [n for n, _ in self._items]
+
+    def keyed(self) -> Iterator[tuple[str, str]]:
+        """(lower-case name, value) pairs, for single-pass scans."""
+        return zip(self._keys, (v for _, v in self._items), strict=True)
 
 
 @dataclass

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sip.errors import SipParseError
-from sip.grammar import WS, is_token, parse_uint
+from sip.grammar import WS, is_token, parse_uint, split_commas
 from sip.headers import (
     CSeq,
     Headers,
@@ -286,33 +287,48 @@ def _frame_body(headers: Headers, rest: bytes, stream: bool) -> bytes:
 
 def _validate_syntax(message: Request | Response) -> None:
     """Parse every header the stack depends on, so malformed ones surface here (RFC 4475)."""
-    h = message.headers
-    for value in h.values("Via"):
-        parse_via(value)
-    for name in ("From", "To"):
-        for value in h.get_all(name):
-            parse_name_addr(value)
-    for value in h.values("Contact"):
-        parse_contact(value)
-    for name in ("Route", "Record-Route"):
-        for value in h.values(name):
-            parse_name_addr(value)
-    for value in h.get_all("CSeq"):
-        parse_cseq(value)
-    for value in h.get_all("Call-ID"):
-        if not value or any(ch in WS for ch in value):
-            raise SipParseError(f"invalid Call-ID: {value[:60]!r}")
-    for value in h.get_all("Max-Forwards"):
-        parse_uint(value, "Max-Forwards")
-    for value in h.get_all("Date"):
-        if _DATE_RE.match(value) is None:
-            raise SipParseError(f"invalid Date: {value[:60]!r}")
+    for key, value in message.headers.keyed():
+        validate = _VALIDATORS.get(key)
+        if validate is not None:
+            validate(value)
     if isinstance(message, Request):
-        cseq = h.get("CSeq")
+        cseq = message.headers.get("CSeq")
         if cseq is not None and parse_cseq(cseq).method != message.method:
             # RFC 4475 §3.1.2.18 prefers 501 when the method itself is unknown.
             status = 400 if message.method in KNOWN_METHODS else 501
             raise SipParseError("CSeq method does not match the request method", status)
+
+
+def _each(parse: Callable[[str], object]) -> Callable[[str], None]:
+    def validate(value: str) -> None:
+        for element in split_commas(value):
+            parse(element)
+
+    return validate
+
+
+def _call_id(value: str) -> None:
+    if not value or any(ch in WS for ch in value):
+        raise SipParseError(f"invalid Call-ID: {value[:60]!r}")
+
+
+def _date(value: str) -> None:
+    if _DATE_RE.match(value) is None:
+        raise SipParseError(f"invalid Date: {value[:60]!r}")
+
+
+_VALIDATORS: dict[str, Callable[[str], object]] = {
+    "via": _each(parse_via),
+    "from": parse_name_addr,
+    "to": parse_name_addr,
+    "contact": _each(parse_contact),
+    "route": _each(parse_name_addr),
+    "record-route": _each(parse_name_addr),
+    "cseq": parse_cseq,
+    "call-id": _call_id,
+    "max-forwards": lambda value: parse_uint(value, "Max-Forwards"),
+    "date": _date,
+}
 
 
 def check_request(request: Request) -> tuple[int, str] | None:

@@ -15,7 +15,7 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
 _HOSTNAME_RE = re.compile(
     r"[A-Za-z0-9_]([A-Za-z0-9_\-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_\-]*[A-Za-z0-9_])?)*\.?\Z"
 )
-_BAD_URI_CHARS = frozenset(' \t\r\n<>"')
+_BAD_URI_RE = re.compile(r'[ \t\r\n<>"]')
 # Characters left unescaped in a user part we build ourselves (RFC 3261 §25.1 unreserved and
 # user-unreserved).
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
@@ -177,7 +177,7 @@ class Uri:
 
 def parse_uri(text: str) -> Uri:
     """Parse an absolute URI; sip/sips/tel are parsed fully, other schemes are kept opaque."""
-    if not text or any(ch in _BAD_URI_CHARS for ch in text):
+    if not text or _BAD_URI_RE.search(text) is not None:
         raise SipParseError(f"invalid URI: {text[:60]!r}")
     scheme, colon, rest = text.partition(":")
     if not colon or _SCHEME_RE.match(scheme) is None:
