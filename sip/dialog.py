@@ -114,7 +114,9 @@ class Dialog:
     def next_hop(self) -> Uri:
         """Where the request goes first: the first route, else the Request-URI (§8.1.2)."""
         uri, routes = self.request_target()
-        return routes[0].uri if routes else uri
+        if routes and self.route_set[0].uri.lr:
+            return routes[0].uri
+        return uri  # no route set, or a strict router that is now the Request-URI
 
     def build_request(
         self, method: str, via: str, contact: str | None, seq: int | None = None

@@ -97,6 +97,45 @@ async def test_reject_reaches_caller() -> None:
         await callee.close()
 
 
+def _has_ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_call_over_ipv6() -> None:
+    caller = UserAgent(UAConfig(listen=[ListenSpec("udp", "::1", 0)], stream_keepalive=0))
+    callee = UserAgent(UAConfig(listen=[ListenSpec("udp", "::1", 0)], stream_keepalive=0))
+    await caller.start()
+    await callee.start()
+    incoming: asyncio.Queue[Call] = asyncio.Queue()
+    callee.on("call", incoming.put_nowait)
+    try:
+        out = await caller.invite(
+            parse_uri(f"sip:room@[::1]:{callee.ports['udp']}"),
+            NameAddr(parse_uri("sip:a@[::1]")),
+            negotiator=MediaNegotiator("::1", 40000, OfferAnswerConfig(codecs=("PCMU",))),
+        )
+        call = await asyncio.wait_for(incoming.get(), 5)
+        assert call.request.top_via.host == "[::1]"
+        stream = call.negotiate(MediaNegotiator("::1", 42000, OfferAnswerConfig(codecs=("PCMU",))))
+        assert stream is not None and stream.remote_address == "::1"
+        call.answer()
+        answered = await asyncio.wait_for(out.wait_answered(), 5)
+        assert answered is not None and answered.remote_address == "::1"
+        out.hangup()
+        await asyncio.wait_for(call.wait_ended(), 5)
+    finally:
+        await caller.close()
+        await callee.close()
+
+
 async def test_options_ping() -> None:
     caller, callee = await _pair("udp")
     try:
