@@ -15,7 +15,8 @@ where audio belongs. Sequence numbers detect duplicates and tell a skipped stret
 past their 16/32-bit wrap (RFC 3550 Appendix A.1).
 
 Delay. Each packet's transit ``arrival - timestamp/clock`` goes into a window (5 s); its
-minimum is the fastest path, its spread the jitter. The target delay is ``spread + margin``,
+minimum is the fastest path, its spread (99th percentile minus minimum, so that one stray packet
+does not set the delay for 5 s) the jitter. The target delay is ``spread + margin``,
 clamped to [min, max] (default 20..200 ms, starting at 40 ms): it grows at once when jitter
 grows and shrinks slowly (10 ms/s) when it falls. The playout point is steered so that the frame
 played now was due ``target`` ago on the fastest path. Steering happens where it is inaudible:
@@ -35,7 +36,7 @@ for at most `max_conceal_ms`, then silence.
 Robustness. Memory is bounded whatever arrives: at most `capacity` packets are held, duplicate
 detection remembers a fixed number of sequence numbers, the transit window is a fixed array. A
 packet whose transit is off the window by more than `resync_ms` (a sender that restarted its
-clock) is held aside; three in a row, or one starting a talk-spurt during silence, re-anchor the
+clock) is held aside; three that agree, or one starting a talk-spurt during silence, re-anchor the
 buffer (counted in `resyncs`). Undecodable payloads are concealed and counted. `put()` raises
 only `MediaParseError` (for values outside the RTP field ranges); `pull()` never raises for peer
 data.
@@ -97,7 +98,7 @@ class JitterStats:
     played: int = 0  # packets decoded into the output
     concealed: int = 0  # concealment pieces (frames) produced for lost packets
     fec_recovered: int = 0  # lost packets rebuilt from in-band FEC
-    lost: int = 0  # frames found missing at playout (concealed or, past the limit, silent)
+    lost: int = 0  # frames missing at playout during talk (concealed, recovered, or given up)
     late: int = 0  # packets that arrived after their playout time
     duplicates: int = 0
     dropped: int = 0  # overflow, clock outliers, silent packets skipped to shorten the delay
@@ -205,9 +206,9 @@ class JitterBuffer:
         seq: int,
         timestamp: int,
         payload: bytes,
-        marker: bool = False,
-        level: int | None = None,
-        arrival_time: float = 0.0,
+        marker: bool,
+        level: int | None,
+        arrival_time: float,
         *,
         voice: bool | None = None,
         comfort_noise: bool = False,
@@ -356,14 +357,15 @@ class JitterBuffer:
             self._recent_late -= 1
 
         n = self._frame_samples
+        if self._fifo_len == 0:
+            self._drop_stale()
         out_ts = self._write_ts - self._samples_to_ticks(self._fifo_len)
-        error_ms = self._delay_ms(now, out_ts) - self._target_ms
         stats.current_delay_ms = self._delay_ms(now, out_ts)
+        error_ms = stats.current_delay_ms - self._target_ms
 
         status: FrameStatus | None = self._fifo_status if self._fifo_len else None
         level: int | None = None
         if self._fifo_len == 0:
-            self._drop_stale()
             if not self._talking and self._steer_in_silence(error_ms):
                 # Held: one frame of silence without advancing the playout point.
                 stats.silence_frames += 1
@@ -371,6 +373,7 @@ class JitterBuffer:
                     stats.frames_inserted += 1
                 pcm = self._resampler.process(self._zero_frame())
                 return JitterFrame(pcm, FrameStatus.SILENCE, None, None)
+            out_ts = self._write_ts  # steering may have skipped ahead
 
         # Mid-talk steering, at most once per 60 ms: drop a quiet frame when the delay is a
         # frame over target (any frame when it is far over), insert one when it is a frame

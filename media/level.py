@@ -8,7 +8,8 @@ over the packet's samples and rounded to the nearest dB (the example algorithm o
 Appendix A, as libwebrtc's RmsLevel does).
 
 The one-byte extension element (RFC 6464 §3, RFC 8285 one-byte header) carries
-``V(1 bit) | level(7 bits)``: V is the sender's voice-activity flag.
+``V(1 bit) | level(7 bits)``: V is the sender's voice-activity flag. Its encoder and decoder
+belong to the RTP packet (`media.rtp`) and are re-exported here: one definition of the element.
 
 The bridge uses these values for dominant-speaker detection and drops a sender's packets once a
 few in a row say 127 (reference/jingle.md); our receive side uses them to tell a silence gap from
@@ -18,13 +19,26 @@ packet loss (`media.jitterbuffer`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from media.errors import MediaParseError
 from media.frame import FRAME_SAMPLES, PCM
+from media.rtp import AudioLevel, decode_audio_level, encode_audio_level
+
+__all__ = [
+    "EXTENSION_URI",
+    "LOUDEST",
+    "SILENCE",
+    "AudioLevel",
+    "LevelMeter",
+    "VoiceActivityDetector",
+    "audio_level",
+    "decode_audio_level",
+    "encode_audio_level",
+    "is_silence",
+    "level_from_energy",
+]
 
 SILENCE = 127  # -127 dBov: digital silence (RFC 6464 §3)
 LOUDEST = 0
@@ -72,45 +86,9 @@ def audio_level(pcm: PCM) -> int:
     return _METER.level(pcm)
 
 
-@dataclass(frozen=True, slots=True)
-class AudioLevel:
-    """One ssrc-audio-level element: level in -dBov and the voice-activity flag."""
-
-    level: int
-    voice: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.level <= SILENCE:
-            raise ValueError(f"audio level {self.level} outside 0..127")
-
-    @property
-    def silent(self) -> bool:
-        """What the bridge treats as silence: level 127 without the voice flag."""
-        return self.level == SILENCE and not self.voice
-
-    def to_bytes(self) -> bytes:
-        return encode_audio_level(self.level, self.voice)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> AudioLevel:
-        level, voice = decode_audio_level(data)
-        return cls(level, voice)
-
-
-def encode_audio_level(level: int, voice: bool) -> bytes:
-    """The extension element's data byte: V bit then the 7-bit level."""
-    if not 0 <= level <= SILENCE:
-        raise ValueError(f"audio level {level} outside 0..127")
-    return bytes(((0x80 if voice else 0) | level,))
-
-
-def decode_audio_level(data: bytes) -> tuple[int, bool]:
-    """(level, voice) from the extension element's data. RFC 6464 §3 defines one byte; a longer
-    element (seen with padding in the two-byte header form) is read by its first byte."""
-    if not data:
-        raise MediaParseError("ssrc-audio-level: empty extension element")
-    byte = data[0]
-    return byte & 0x7F, bool(byte & 0x80)
+def is_silence(level: AudioLevel | None, silence_level: int = SILENCE) -> bool:
+    """What the bridge treats as silence: level 127 (or `silence_level`) without the V flag."""
+    return level is not None and level.level >= silence_level and not level.voice
 
 
 class VoiceActivityDetector:

@@ -20,8 +20,9 @@ blocks and returns nothing for several chunks, then a burst. The backlog a fixed
 must absorb is 175 ms for 8 -> 48 kHz, 157 ms for 48 -> 8 kHz and 37 ms for 16 <-> 48 kHz (MQ: 92 /
 75 / 38 ms; LQ: 55 / 40 / 20 ms; only QQ, a cubic interpolator without anti-alias filtering, has
 none). That delay would come on top of the jitter buffer on every SIP call, against a budget of
-~80 ms inside the gateway (reference/anchors.md §6.2). Cost per frame: soxr HQ 5.5-8 µs, this FIR
-~8-13 µs, PyAV's swresample 19 µs (2 ms backlog, but an AudioFrame per call).
+~80 ms inside the gateway (reference/anchors.md §6.2). Cost per frame: soxr HQ 6-10 µs, this FIR
+9-14 µs (about 1 µs on silence, which skips the filter), PyAV's swresample 19 µs (2 ms
+backlog, but an AudioFrame per call).
 """
 
 from __future__ import annotations

@@ -289,8 +289,8 @@ def test_dtx_and_comfort_noise_mean_silence() -> None:
     # RFC 3389 comfort noise (PT 13, flagged by the caller) is silence too.
     jb = JitterBuffer(ScriptedDecoder())
     for n in range(5):
-        jb.put(n, n * TICKS, payload(n), arrival_time=n * FRAME_S)
-    jb.put(5, 5 * TICKS, b"\x40", arrival_time=0.1, comfort_noise=True)
+        jb.put(n, n * TICKS, payload(n), False, None, n * FRAME_S)
+    jb.put(5, 5 * TICKS, b"\x40", False, None, 0.1, comfort_noise=True)
     statuses = [jb.pull(0.05 + k * FRAME_S).status for k in range(12)]
     assert jb.stats.concealed == 0
     assert statuses[-4:] == [FrameStatus.SILENCE] * 4
@@ -336,7 +336,7 @@ def test_clock_jump_resyncs_playout() -> None:
 def test_memory_is_bounded_by_capacity() -> None:
     jb = JitterBuffer(ScriptedDecoder(), JitterConfig(capacity=16))
     for n in range(200):  # a burst far ahead of playout, all at once
-        jb.put(n, n * TICKS, payload(n), arrival_time=0.0)
+        jb.put(n, n * TICKS, payload(n), False, None, 0.0)
     assert jb.buffered <= 16
     assert jb.stats.dropped >= 184
 

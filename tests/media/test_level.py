@@ -16,6 +16,7 @@ from media.level import (
     audio_level,
     decode_audio_level,
     encode_audio_level,
+    is_silence,
 )
 from media.tones import ToneGenerator
 
@@ -44,15 +45,14 @@ def test_extension_byte() -> None:
     assert encode_audio_level(127, False) == b"\x7f"
     assert encode_audio_level(0, True) == b"\x80"
     assert encode_audio_level(42, True) == bytes([0x80 | 42])
-    assert decode_audio_level(b"\xaa") == (0x2A, True)
-    assert decode_audio_level(b"\x7f\x00\x00") == (127, False)  # padded element
-    assert AudioLevel.from_bytes(b"\x7f").silent
-    assert not AudioLevel(127, voice=True).silent
-    assert AudioLevel(30, True).to_bytes() == b"\x9e"
+    assert decode_audio_level(b"\xaa") == AudioLevel(voice=True, level=0x2A)
+    assert decode_audio_level(b"\x7f\x00\x00") == AudioLevel(False, 127)  # padded element
+    assert is_silence(decode_audio_level(b"\x7f"))
+    assert not is_silence(AudioLevel(voice=True, level=127))
+    assert not is_silence(AudioLevel(False, 126)) and not is_silence(None)
+    assert is_silence(AudioLevel(False, 100), silence_level=90)
     with pytest.raises(ValueError):
         encode_audio_level(128, False)
-    with pytest.raises(ValueError):
-        AudioLevel(-1)
     with pytest.raises(MediaParseError):
         decode_audio_level(b"")
 
@@ -60,12 +60,12 @@ def test_extension_byte() -> None:
 @given(st.binary(max_size=4))
 def test_decode_raises_only_media_parse_error(data: bytes) -> None:
     try:
-        level, voice = decode_audio_level(data)
+        decoded = decode_audio_level(data)
     except MediaParseError:
         assert data == b""
         return
-    assert 0 <= level <= 127
-    assert encode_audio_level(level, voice) == data[:1]
+    assert 0 <= decoded.level <= 127
+    assert encode_audio_level(decoded.level, decoded.voice) == data[:1]
 
 
 def test_voice_activity_with_hangover() -> None:
