@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from media.frame import FRAME_MS, PCM, samples_per_frame
 
@@ -133,10 +132,12 @@ class Concealer:
         ref_energy = float(np.dot(ref, ref))
         if ref_energy <= 0.0:
             return lo
-        # Window k starts at h - w - hi + k, i.e. lag = hi - k.
-        windows = sliding_window_view(x[h - w - hi : h - lo], w)
-        dots = windows @ ref
-        energies = np.einsum("ij,ij->i", windows, windows)
+        # Window k starts at h - w - hi + k, i.e. lag = hi - k. np.correlate runs the dot
+        # products in C; running sums of squares give every window's energy.
+        past = x[h - w - hi : h - lo].astype(np.float64)
+        dots = np.correlate(past, ref.astype(np.float64), "valid")
+        squares = np.concatenate(([0.0], np.cumsum(past * past)))
+        energies = squares[w:] - squares[:-w]
         score = dots / np.sqrt(np.maximum(energies, 1e-9) * ref_energy)
         return int(hi - int(np.argmax(score)))
 
