@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import ipaddress
 import logging
 import random
@@ -199,10 +200,19 @@ def order_naptr(
 
 def ip_literal(host: str) -> str | None:
     """The address if ``host`` is a numeric IPv4/IPv6 address (brackets allowed), else None."""
+    parsed = _parse_address(bare_host(host))
+    return None if parsed is None else parsed[1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_address(text: str) -> tuple[int, str] | None:
+    """(IP version, canonical text) of an address, or None. Cached: cached lookups re-run the
+    selection on every call, and ipaddress parsing was most of its cost."""
     try:
-        return str(ipaddress.ip_address(bare_host(host)))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    return address.version, str(address)
 
 
 def is_localhost(name: str) -> bool:
@@ -539,14 +549,8 @@ class Lookup:
 
 def _addresses(records: Iterable[Record], versions: Sequence[int]) -> list[str]:
     """IP addresses among ``records``, grouped by family in ``versions`` order."""
-    parsed: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-    for record in records:
-        if isinstance(record, str):
-            try:
-                parsed.append(ipaddress.ip_address(record))
-            except ValueError:
-                continue
-    return [str(a) for v in versions for a in parsed if a.version == v]
+    parsed = [p for r in records if isinstance(r, str) and (p := _parse_address(r)) is not None]
+    return [text for v in versions for version, text in parsed if version == v]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -746,3 +746,17 @@ async def test_hosts_file_rescues_a_dead_resolver() -> None:
         flows = await resolver.resolve(parse_uri(f"sip:{name};transport=tcp"))
     assert flows
     assert all(f.transport == "tcp" and f.remote[1] == 5060 for f in flows)
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_shared_query() -> None:
+    zone = Zone(dict(ZONE), delay=0.05)
+    async with served(zone) as (server, resolver):
+        uri = parse_uri("sip:plain.example.test:5060")
+        quitter = asyncio.ensure_future(resolver.resolve(uri))
+        stayer = asyncio.ensure_future(resolver.resolve(uri))
+        await asyncio.sleep(0.01)
+        quitter.cancel()
+        flows = await stayer
+        assert quitter.cancelled()
+    assert sorted(str(f) for f in flows) == ["udp:192.0.2.21:5060", "udp:192.0.2.22:5060"]
+    assert server.queries == {("plain.example.test.", "A"): 1, ("plain.example.test.", "AAAA"): 1}
