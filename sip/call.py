@@ -113,6 +113,8 @@ class CallLeg(Timed):
         self._got_provisional = False
         self._invite_auth_retried = False
         self._pending: dict[int, _PendingRequest] = {}
+        # RFC 3263 §4.3: further targets for our INVITE if the current one does not answer.
+        self.alternatives: list[Flow] = []
         self._reinvite_client: _PendingRequest | None = None
         self._reinvite_ack: Request | None = None
         self._glare_sdp: bytes | None = None
@@ -247,6 +249,14 @@ class CallLeg(Timed):
 
     def on_failure(self, tx: ClientTransaction, reason: str, now: float) -> None:
         if tx is self.invite_client:
+            if self.state is CallState.CALLING and self.alternatives and not self._got_provisional:
+                # RFC 3263 §4.3: nothing answered; try the next server with a new transaction.
+                self.flow = self.alternatives.pop(0)
+                log.info("call %s: %s, trying next target %s", self.call_id, reason, self.flow)
+                self._resend_invite(
+                    now, {"Contact": self.core.contact_for(self.flow, self.invite.from_.uri.user)}
+                )
+                return
             if self.state in (CallState.CALLING, CallState.EARLY, CallState.ENDING):
                 status = 408 if reason == "timeout" else 503
                 self.core.emit(CallFailed(self, status, f"{reason_phrase(status)} ({reason})"))

@@ -73,6 +73,8 @@ class Registration(Timed):
         self._tx: ClientTransaction | None = None
         self._keepalive_tx: ClientTransaction | None = None
         self._auth_attempts = 0
+        # RFC 3263 §4.3: the registrar's other addresses, tried in turn when one stops answering.
+        self.targets: list[Flow] = [flow]
 
     # -- control -----------------------------------------------------------------------------
 
@@ -180,6 +182,7 @@ class Registration(Timed):
             if self.state is RegistrationState.REGISTERED:
                 # The registrar stopped answering: assume the binding is lost.
                 self._stop("refresh")
+                self._next_target()
                 self._fail(now, "registrar stopped answering keep-alives")
             return
         if tx is not self._tx:
@@ -188,7 +191,13 @@ class Registration(Timed):
         if self.state is RegistrationState.UNREGISTERING:
             self._set_state(RegistrationState.STOPPED, f"un-REGISTER {reason}")
             return
+        self._next_target()
         self._fail(now, "no response from registrar" if reason == "timeout" else reason)
+
+    def _next_target(self) -> None:
+        if len(self.targets) > 1:
+            index = self.targets.index(self.flow) if self.flow in self.targets else -1
+            self.flow = self.targets[(index + 1) % len(self.targets)]
 
     def _fail(self, now: float, reason: str) -> None:
         self.failures += 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pyee.asyncio import AsyncIOEventEmitter
@@ -19,6 +18,7 @@ from pyee.asyncio import AsyncIOEventEmitter
 from sip.call import CallLeg, CallState, Cause, Direction
 from sip.core import CoreConfig, SipCore
 from sip.digest import CredentialStore
+from sip.dns import SipResolver
 from sip.errors import SipParseError
 from sip.events import (
     CallAnswered,
@@ -42,13 +42,10 @@ from sip.offer_answer import MediaNegotiator, NegotiatedStream, NegotiationError
 from sip.registration import Registration, RegistrationConfig
 from sip.sdp import SessionDescription, parse_sdp
 from sip.transaction import TimerValues
-from sip.transport import ListenSpec, TlsSettings, Transports, is_ip
-from sip.uri import Uri, bare_host
+from sip.transport import ListenSpec, TlsSettings, Transports
+from sip.uri import Uri
 
 log = logging.getLogger("pygasi.sip.ua")
-
-ResolveTargets = Callable[[Uri], Awaitable[list[Flow]]]
-DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
 
 @dataclass
@@ -365,17 +362,19 @@ class UserAgent(AsyncIOEventEmitter):
         config: UAConfig | None = None,
         *,
         credentials: CredentialStore | None = None,
-        resolve_targets: ResolveTargets | None = None,
+        resolver: SipResolver | None = None,
     ) -> None:
         super().__init__()
         self.config = config or UAConfig()
         self.credentials = credentials
-        self._resolve_targets = resolve_targets or default_targets
+        # RFC 3263 server location; an operator can point it at specific nameservers.
+        self.resolver = resolver or SipResolver()
         self.loop = asyncio.get_running_loop()
         self.core = SipCore(CoreConfig(), credentials=credentials)
         self.transports = Transports(
             receive=self._receive,
             tls=self.config.tls,
+            resolve=self._resolve_host,
             on_connection_lost=self._connection_lost,
             on_send_error=self._send_error,
         )
@@ -448,12 +447,19 @@ class UserAgent(AsyncIOEventEmitter):
     # -- outgoing ------------------------------------------------------------------------------
 
     async def targets(self, uri: Uri) -> list[Flow]:
-        return await self._resolve_targets(uri)
+        """Where to send a request for ``uri``, in failover order (RFC 3263 §4)."""
+        return await self.resolver.resolve(uri)
+
+    async def _resolve_host(self, host: str) -> str:
+        """The address of a host name met in a dialog (a Contact or Route host)."""
+        flows = await self.resolver.resolve(Uri(host=host, port=5060))
+        return flows[0].remote[0]
 
     async def register(self, config: RegistrationConfig, via: Uri | None = None) -> Registration:
         """Register ``config.aor`` with its registrar (through ``via``, an outbound proxy)."""
         flows = await self.targets(via or config.registrar)
         registration = self.core.register(config, flows[0], self.now())
+        registration.targets = flows
         self.registrations.append(registration)
         self.pump()
         return registration
@@ -585,19 +591,6 @@ def _advertised_address(hosts: list[str]) -> str:
             return str(probe.getsockname()[0])
         except OSError:
             return "127.0.0.1"
-
-
-async def default_targets(uri: Uri) -> list[Flow]:
-    """Targets without DNS SRV: numeric hosts as given, names through getaddrinfo."""
-    transport = "tls" if uri.scheme == "sips" else (uri.transport or "udp")
-    host = bare_host(uri.maddr or uri.host)
-    port = uri.port or DEFAULT_PORT.get(transport, 5060)
-    if is_ip(host):
-        return [Flow(transport, (host, port))]
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    return [Flow(transport, (str(info[4][0]), port)) for info in infos] or [
-        Flow(transport, (host, port))
-    ]
 
 
 __all__ = [
