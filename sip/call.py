@@ -30,7 +30,7 @@ from sip.headers import Headers, NameAddr
 from sip.message import Request, Response, reason_phrase
 from sip.session_timer import SessionTimer
 from sip.timed import Timed
-from sip.transaction import ClientTransaction, ServerTransaction, State
+from sip.transaction import ClientTransaction, ServerTransaction, State, same_branch_request
 
 if TYPE_CHECKING:
     from sip.core import SipCore
@@ -443,18 +443,9 @@ class CallLeg(Timed):
             State.CALLING,
         ):
             return
-        invite = self.invite
-        headers = Headers()
-        headers.add("Via", invite.headers.values("Via")[0])
-        for route in invite.headers.get_all("Route"):
-            headers.add("Route", route)
-        headers.add("Max-Forwards", "70")
-        headers.add("From", invite.headers.get("From") or "")
-        headers.add("To", invite.headers.get("To") or "")
-        headers.add("Call-ID", invite.call_id)
-        headers.add("CSeq", f"{invite.cseq.seq} CANCEL")
-        headers.add("Reason", cause.reason_header())
-        cancel = Request(method="CANCEL", uri=invite.uri, headers=headers)
+        # §9.1: the CANCEL copies the INVITE's Via (branch), Route, From, To and CSeq number.
+        cancel = same_branch_request(self.invite, "CANCEL", self.invite.headers.get("To") or "")
+        cancel.headers.add("Reason", cause.reason_header())
         tx = self.core.start_client_transaction(cancel, self.flow, self, now)
         rid = self.core.next_id()
         self._pending[rid] = _PendingRequest(rid, "CANCEL", tx)

@@ -80,6 +80,21 @@ def server_key(request: Request, via: Via) -> tuple[str, ...]:
     )
 
 
+def same_branch_request(original: Request, method: str, to: str) -> Request:
+    """A request that reuses an INVITE's top Via (its branch), Route set, From, Call-ID and
+    CSeq number: the ACK for a non-2xx (§17.1.1.3) and the CANCEL (§9.1) are built alike."""
+    headers = Headers()
+    headers.add("Via", original.headers.values("Via")[0])
+    for route in original.headers.get_all("Route"):
+        headers.add("Route", route)
+    headers.add("Max-Forwards", "70")
+    headers.add("From", original.headers.get("From") or "")
+    headers.add("To", to)
+    headers.add("Call-ID", original.call_id)
+    headers.add("CSeq", f"{original.cseq.seq} {method}")
+    return Request(method=method, uri=original.uri, headers=headers)
+
+
 def client_key(branch: str, method: str) -> tuple[str, str]:
     """RFC 3261 §17.1.3: top Via branch and CSeq method (CANCEL has its own transaction)."""
     return (branch, method)
@@ -201,17 +216,7 @@ class ClientTransaction(Transaction):
 
     def _build_ack(self, response: Response) -> Request:
         """The ACK for a non-2xx final response, part of the transaction (§17.1.1.3)."""
-        original = self.request
-        headers = Headers()
-        headers.add("Via", original.headers.values("Via")[0])
-        for route in original.headers.get_all("Route"):
-            headers.add("Route", route)
-        headers.add("Max-Forwards", "70")
-        headers.add("From", original.headers.get("From") or "")
-        headers.add("To", response.headers.get("To") or "")
-        headers.add("Call-ID", original.call_id)
-        headers.add("CSeq", f"{original.cseq.seq} ACK")
-        return Request(method="ACK", uri=original.uri, headers=headers)
+        return same_branch_request(self.request, "ACK", response.headers.get("To") or "")
 
     def _fire(self, name: str, now: float) -> None:
         t = self.timer_values
