@@ -1,0 +1,258 @@
+"""The process clock: one 20 ms tick drives every room mixer and every leg's sender.
+
+design.md, "Concurrency": one event loop, no thread or timer per call. `MediaClock` is the only
+periodic timer in the media engine; everything audio-rate registers with it as a `Tickable`
+(rooms, calls not in a room, the fake bridge of the benchmark) and is called once per tick, in
+registration order, with the loop time and the number of 20 ms frames the tick stands for.
+
+Schedule (`TickSchedule`, sans-IO). Tick k is due at the absolute deadline ``start + k * period``
+on the loop's monotonic clock, never at "last wake-up + period", so wake-up latency does not
+accumulate into drift. When the loop was blocked and deadlines passed, the choice is:
+
+* up to `max_catch_up` missed ticks (default 3, i.e. 60 ms) are *caught up*, but never back to
+  back: a catch-up tick runs at least `min_spacing` periods (default 0.5) after the previous one,
+  so the owed ticks come at up to twice the normal rate. A phone then sees packets 10 ms apart
+  for a while, which its jitter buffer absorbs, instead of a burst of back-to-back packets, and
+  every RTP timestamp still matches the real time it stands for;
+* beyond that (a stall longer than the catch-up window: the process was stopped, the machine
+  swapped) the excess ticks are *skipped* and counted in `ClockStats.skipped`. The next tick is
+  told how many frames of time it covers (``frames = 1 + skipped``), so senders advance their RTP
+  timestamps by the skipped time (the receiver sees a timestamp jump with a contiguous sequence
+  number: silence, not loss, RFC 3551 §4.1) and jitter buffers re-steer on their own
+  (their playout is driven by `now`).
+
+Slices. A tick's work runs tickable after tickable; after each one the elapsed wall time of the
+current slice is checked, and once it reaches `slice_budget` (default 4 ms) the clock yields to
+the event loop (``await asyncio.sleep(0)``) so that signalling and socket callbacks run between
+rooms. The longest slice (the longest the loop was blocked by media work) and the longest tick
+are measured in `ClockStats`. A single tickable is never split: a room mixer's tick is one unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from media.frame import FRAME_MS
+
+logger = logging.getLogger(__name__)
+
+PERIOD = FRAME_MS / 1000.0
+
+
+class Tickable(Protocol):
+    """Something driven by the process clock (a room mixer, a call pipeline...)."""
+
+    def tick(self, now: float, frames: int) -> None:
+        """One tick at loop time `now`, standing for `frames` frame periods (1 unless ticks
+        were skipped after a stall: then senders advance their timestamps by `frames`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TickInfo:
+    index: int  # tick number since start (skipped ticks are counted in it)
+    deadline: float  # the absolute time this tick was due
+    lateness: float  # seconds between the deadline and the actual start
+    frames: int  # frame periods this tick stands for: 1 + ticks skipped just before it
+    catching_up: bool  # started a whole period or more after its deadline
+
+
+class TickSchedule:
+    """Sans-IO: absolute deadlines, bounded catch-up at a bounded rate, skip beyond it."""
+
+    def __init__(
+        self,
+        start: float,
+        period: float = PERIOD,
+        max_catch_up: int = 3,
+        min_spacing: float = 0.5,
+    ) -> None:
+        if period <= 0 or max_catch_up < 0 or not 0 < min_spacing <= 1:
+            raise ValueError("bad clock schedule parameters")
+        self.start = start
+        self.period = period
+        self.max_catch_up = max_catch_up
+        self.min_spacing = min_spacing
+        self.index = 0  # the next tick to run
+        self.skipped = 0
+        self._last_run = -math.inf
+
+    @property
+    def deadline(self) -> float:
+        """When the next tick is due."""
+        return self.start + self.index * self.period
+
+    @property
+    def next_wake(self) -> float:
+        """When to wake up for the next tick: its deadline, or later if that would come too
+        soon after the previous tick (catching up without bursts)."""
+        return max(self.deadline, self._last_run + self.min_spacing * self.period)
+
+    def begin(self, now: float) -> TickInfo | None:
+        """Called on waking at `now`: the tick to run now, or None if it is not due yet."""
+        if now < self.next_wake:
+            return None
+        # Whole periods past the deadline (the epsilon keeps an exact multiple from rounding
+        # down through floating-point error).
+        behind = int((now - self.deadline) / self.period + 1e-6)
+        skip = max(0, behind - self.max_catch_up)
+        if skip:
+            self.index += skip
+            self.skipped += skip
+        deadline = self.deadline
+        info = TickInfo(self.index, deadline, now - deadline, 1 + skip, behind > 0)
+        self.index += 1
+        self._last_run = now
+        return info
+
+
+@dataclass(slots=True)
+class ClockStats:
+    ticks: int = 0
+    catch_up_ticks: int = 0  # ticks that started a period or more after their deadline
+    skipped: int = 0  # ticks dropped after a stall longer than the catch-up window
+    overruns: int = 0  # ticks whose work took longer than one period
+    errors: int = 0  # exceptions raised by tickables (logged, the clock goes on)
+    slices: int = 0
+    total_work_s: float = 0.0
+    max_work_ms: float = 0.0  # longest tick (all of its slices)
+    max_slice_ms: float = 0.0  # longest time the event loop was blocked by the clock
+    max_lateness_ms: float = 0.0
+    total_lateness_s: float = 0.0
+
+    @property
+    def mean_work_ms(self) -> float:
+        return self.total_work_s * 1000.0 / self.ticks if self.ticks else 0.0
+
+    @property
+    def mean_lateness_ms(self) -> float:
+        return self.total_lateness_s * 1000.0 / self.ticks if self.ticks else 0.0
+
+
+class MediaClock:
+    """The asyncio shell: one task, one timer, all the tickables of the process.
+
+    `add()`/`remove()` may be called at any time, also from inside a tick (a tickable removed
+    during a tick is not called for the rest of it)."""
+
+    def __init__(
+        self,
+        period: float = PERIOD,
+        slice_budget: float = 0.004,
+        max_catch_up: int = 3,
+        min_spacing: float = 0.5,
+    ) -> None:
+        self.period = period
+        self.slice_budget = slice_budget
+        self.max_catch_up = max_catch_up
+        self.min_spacing = min_spacing
+        self.stats = ClockStats()
+        self.schedule: TickSchedule | None = None
+        self._tickables: dict[Tickable, None] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._last_error_log = -math.inf
+
+    def add(self, tickable: Tickable) -> None:
+        self._tickables[tickable] = None
+
+    def remove(self, tickable: Tickable) -> None:
+        self._tickables.pop(tickable, None)
+
+    def __contains__(self, tickable: object) -> bool:
+        return tickable in self._tickables
+
+    def __len__(self) -> int:
+        return len(self._tickables)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start ticking on the running loop (idempotent)."""
+        if not self.running:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="media-clock")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        schedule = self.schedule = TickSchedule(
+            loop.time(), self.period, self.max_catch_up, self.min_spacing
+        )
+        while True:
+            wake = schedule.next_wake
+            if wake > loop.time():
+                waiter = loop.create_future()
+                handle = loop.call_at(wake, _wake, waiter)
+                try:
+                    await waiter
+                finally:
+                    handle.cancel()
+            info = schedule.begin(loop.time())
+            if info is not None:
+                await self._tick(loop, info)
+
+    async def _tick(self, loop: asyncio.AbstractEventLoop, info: TickInfo) -> None:
+        stats = self.stats
+        stats.ticks += 1
+        stats.skipped += info.frames - 1
+        if info.catching_up:
+            stats.catch_up_ticks += 1
+        stats.total_lateness_s += info.lateness
+        stats.max_lateness_ms = max(stats.max_lateness_ms, info.lateness * 1000.0)
+        perf = time.perf_counter
+        budget = self.slice_budget
+        frames = info.frames
+        work = 0.0
+        items = list(self._tickables)
+        last = len(items) - 1
+        slice_start = perf()
+        now = loop.time()
+        for i, item in enumerate(items):
+            if item not in self._tickables:
+                continue
+            try:
+                item.tick(now, frames)
+            except Exception:
+                self._error(item)
+            elapsed = perf() - slice_start
+            if elapsed >= budget and i < last:
+                work += self._end_slice(elapsed)
+                await asyncio.sleep(0)  # let socket and signalling callbacks run
+                slice_start = perf()
+                now = loop.time()
+        work += self._end_slice(perf() - slice_start)
+        stats.total_work_s += work
+        stats.max_work_ms = max(stats.max_work_ms, work * 1000.0)
+        if work > self.period:
+            stats.overruns += 1
+
+    def _end_slice(self, elapsed: float) -> float:
+        stats = self.stats
+        stats.slices += 1
+        stats.max_slice_ms = max(stats.max_slice_ms, elapsed * 1000.0)
+        return elapsed
+
+    def _error(self, item: Tickable) -> None:
+        self.stats.errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log >= 1.0:  # at most one traceback per second
+            self._last_error_log = now
+            logger.exception("media clock: %r failed (%d errors so far)", item, self.stats.errors)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
