@@ -366,7 +366,6 @@ class UserAgent(AsyncIOEventEmitter):
     ) -> None:
         super().__init__()
         self.config = config or UAConfig()
-        self.credentials = credentials
         # RFC 3263 server location; an operator can point it at specific nameservers.
         self.resolver = resolver or SipResolver()
         self.loop = asyncio.get_running_loop()
@@ -425,6 +424,15 @@ class UserAgent(AsyncIOEventEmitter):
 
     def now(self) -> float:
         return self.loop.time()
+
+    @property
+    def credentials(self) -> CredentialStore | None:
+        """Digest credentials for challenges from registrars, proxies and peers."""
+        return self.core.credentials
+
+    @credentials.setter
+    def credentials(self, store: CredentialStore | None) -> None:
+        self.core.credentials = store
 
     @property
     def ports(self) -> dict[str, int]:

@@ -53,12 +53,8 @@ async def _phone(
     listen: list[ListenSpec] | None = None,
     tls: TlsSettings | None = None,
 ) -> TestUas:
-    """A TestUas (answers every call) with credentials for ``user``.
-
-    TestUas builds its UserAgent without credentials; the core reads them when a challenge
-    arrives, so setting them before the first request is enough."""
-    uas = TestUas(timers=timers, listen=listen, tls=tls)
-    uas.ua.credentials = uas.ua.core.credentials = _credentials(user)
+    """A TestUas (answers every call) with credentials for ``user``."""
+    uas = TestUas(timers=timers, listen=listen, tls=tls, credentials=_credentials(user))
     await uas.start()
     return uas
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from sip.digest import CredentialStore
 from sip.offer_answer import MediaNegotiator, NegotiatedStream, OfferAnswerConfig
 from sip.transaction import TimerValues
 from sip.transport import ListenSpec, TlsSettings
@@ -39,6 +40,7 @@ class TestUas:
         tls: TlsSettings | None = None,
         listen: list[ListenSpec] | None = None,
         codecs: tuple[str, ...] = ("PCMA", "PCMU"),
+        credentials: CredentialStore | None = None,
     ) -> None:
         self.answer_delay = answer_delay
         self.hangup_after = hangup_after
@@ -49,7 +51,8 @@ class TestUas:
                 timers=timers or TimerValues(),
                 tls=tls or TlsSettings(),
                 stream_keepalive=0,
-            )
+            ),
+            credentials=credentials,
         )
         self.calls: list[AnsweredCall] = []
         self.incoming: asyncio.Queue[AnsweredCall] = asyncio.Queue()
