@@ -3,7 +3,8 @@
 It owns the transports and one timer, feeds the core what arrives, sends what the core queues
 and turns the core's events into pyee events on :class:`UserAgent` (``"call"``) and
 :class:`Call` (``"progress"``, ``"answered"``, ``"confirmed"``, ``"media"``, ``"info"``,
-``"ended"``, ``"failed"``), the way aiortc's objects emit theirs.
+``"reinvite"``, ``"bye"``, ``"cancel"``, ``"ended"``, ``"failed"``), the way aiortc's objects
+emit theirs.
 """
 
 from __future__ import annotations
@@ -302,6 +303,7 @@ class Call(AsyncIOEventEmitter):
                 future.set_result(event.response)
 
     def _answer_offer(self, event: OfferReceived) -> None:
+        self.emit("reinvite", event.request)
         now = self.ua.now()
         if self.negotiator is None:
             self.ua.core.answer_offer(event.transaction_id, None, now, 488, "Not Acceptable Here")

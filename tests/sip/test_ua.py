@@ -61,12 +61,15 @@ async def test_call_info_hold_bye(transport: str) -> None:
 
         # Hold: the caller offers sendonly; the callee's negotiator answers recvonly.
         media: asyncio.Queue[object] = asyncio.Queue()
+        reinvites: list[object] = []
         call.on("media", media.put_nowait)
+        call.on("reinvite", reinvites.append)
         assert out.negotiator is not None
         out.negotiator.local_direction = SdpDirection.SENDONLY
         response = await out.reinvite()
         assert response is not None and response.status == 200
         held = await asyncio.wait_for(media.get(), 5)
+        assert len(reinvites) == 1
         assert not held.may_send  # type: ignore[attr-defined]
         assert out.stream is not None and out.stream.direction == SdpDirection.SENDONLY
 
