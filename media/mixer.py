@@ -20,8 +20,11 @@ Per tick (`tick(now, frames)`): pull one 48 kHz frame from every active remote s
 phone, add them into one int32 sum, and for each leg take the sum minus its own phone (exact
 integer arithmetic), then a soft limiter brings it to int16 without wrap-around or hard
 clipping. Legs whose phone contributed nothing this tick share one limited full mix (the common
-case in a large room: one subtraction per *talking* phone, not per leg). Then each leg's
-`on_frame(leg, now, frames)` runs with `leg.mix` (its frame for the phone) and `leg.phone` /
+case in a large room: one subtraction per *talking* phone, not per leg); `leg.shared` says so,
+and a call pipeline then resamples and encodes that mix once for all of them. Then, in two
+passes so that each kind of work runs back to back for the whole room (the code stays hot in
+the CPU caches), every leg's `on_frame(leg, now, frames)` runs with `leg.mix` (its frame for the
+phone), then every leg's `on_phone(leg, now, frames)` with `leg.phone_frame` /
 `leg.phone_level` / `leg.phone_voice` (its phone's own audio and RFC 6464 level, for the
 conference leg to encode towards the bridge).
 
@@ -170,6 +173,9 @@ class RemoteSource:
         return s.played + s.concealed + s.fec_recovered + s.decode_errors
 
 
+FrameCallback = Callable[["MixerLeg", float, int], None]
+
+
 class MixerLeg:
     """One call in the room. After each tick: `mix` is the frame for the phone (the room minus
     this call's phone), `phone` the phone's own frame with `phone_level`/`phone_voice` (towards
@@ -179,15 +185,18 @@ class MixerLeg:
         self,
         leg_id: LegId,
         phone: FrameSource | None,
-        on_frame: Callable[[MixerLeg, float, int], None] | None,
+        on_frame: FrameCallback | None,
+        on_phone: FrameCallback | None,
         config: MixerConfig,
     ) -> None:
         self.id = leg_id
         self.phone = phone
         self.on_frame = on_frame
+        self.on_phone = on_phone
         self.bridge_ssrcs: set[int] = set()
         self.mix: PCM = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self.mix_active = False  # the mix holds audio (not digital silence)
+        self.shared = False  # `mix` is the room's full mix, the same for every such leg
         self.phone_frame: PCM | None = None
         self.phone_status = FrameStatus.SILENCE
         self.phone_level = SILENCE
@@ -206,7 +215,7 @@ class MixerLeg:
 class MixerStats:
     ticks: int = 0
     mixes: int = 0  # frames produced for legs
-    full_mixes: int = 0  # limited full mixes shared by the legs whose phone was silent
+    full_mixes: int = 0  # limited full mixes (one per tick; shared by legs with a silent phone)
     own_mixes: int = 0  # mix-minus frames computed for a talking phone
     sources_pulled: int = 0  # remote source frames pulled (sum over sources and ticks)
     own_copies_ignored: int = 0  # bridge copies of our own phones' streams
@@ -234,6 +243,7 @@ class RoomMixer:
         self._sum: _I32 = np.zeros(FRAME_SAMPLES, dtype=np.int32)
         self._minus: _I32 = np.zeros(FRAME_SAMPLES, dtype=np.int32)
         self._full: PCM = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        self._previous_full: PCM = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._full_limiter = SoftLimiter(
             FRAME_SAMPLES, self.config.limiter_threshold, self.config.limiter_release_db
         )
@@ -246,15 +256,17 @@ class RoomMixer:
         self,
         leg_id: LegId,
         phone: FrameSource | None = None,
-        on_frame: Callable[[MixerLeg, float, int], None] | None = None,
+        on_frame: FrameCallback | None = None,
         bridge_ssrcs: Iterable[int] = (),
+        on_phone: FrameCallback | None = None,
     ) -> MixerLeg:
-        """A call joins the room. `phone` is its local source, `on_frame` is called every tick
-        with its frames, `bridge_ssrcs` the SSRCs its phone's audio is sent to the bridge on
-        (their copies coming back from the bridge are ignored)."""
+        """A call joins the room. `phone` is its local source; every tick `on_frame` gets the
+        leg's mix (for the phone) and then `on_phone` its phone's frame (for the conference);
+        `bridge_ssrcs` are the SSRCs its phone's audio is sent to the bridge on (their copies
+        coming back from the bridge are ignored)."""
         if leg_id in self._legs:
             raise ValueError(f"leg {leg_id!r} is already in the room")
-        leg = MixerLeg(leg_id, phone, on_frame, self.config)
+        leg = MixerLeg(leg_id, phone, on_frame, on_phone, self.config)
         self._legs[leg_id] = leg
         for ssrc in bridge_ssrcs:
             self.mark_own_ssrc(ssrc, leg_id)
@@ -325,6 +337,17 @@ class RoomMixer:
     def sources(self) -> list[RemoteSource]:
         return list(self._sources.values())
 
+    @property
+    def full_mix(self) -> PCM:
+        """This tick's mix of every source, limited (what the `shared` legs get)."""
+        return self._full
+
+    @property
+    def previous_full_mix(self) -> PCM:
+        """The last tick's full mix: a leg that leaves the shared mix feeds it to its own
+        resampler first, so that the filter history is the one the shared stream had."""
+        return self._previous_full
+
     def levels(self) -> dict[int, int]:
         """SSRC -> the RFC 6464 level (-dBov) its last packet carried (active speaker)."""
         return {s.ssrc: s.level for s in self._sources.values() if s.level is not None}
@@ -385,11 +408,43 @@ class RoomMixer:
             source.score = float(level)
         return True
 
+    def wants(self, leg_id: LegId, ssrc: int, arrival: float) -> bool:
+        """Would a packet of `ssrc` arriving on `leg_id` now be used? A conference leg can ask
+        before it spends anything on a copy (decryption, parsing): False for our own phones'
+        streams and for a copy of a source another leg delivers."""
+        if ssrc in self._own_ssrcs:
+            return False
+        source = self._sources.get(ssrc)
+        if source is None:
+            return self.config.auto_add
+        owner = source.owner
+        return (
+            owner is None
+            or owner == leg_id
+            or arrival - source.owner_last >= self.config.owner_timeout
+        )
+
     def put_remote_packet(
         self, leg_id: LegId, packet: RtpPacket, arrival: float, audio_level_id: int | None
     ) -> bool:
         """`put_remote` for a parsed RTP packet; `audio_level_id` is the negotiated id of the
         ssrc-audio-level extension (RFC 6464). A malformed level element is ignored."""
+        ssrc = packet.ssrc
+        # The copies (N-1 of every N) and our own streams are the common case: drop them here,
+        # before looking at the packet any further.
+        if ssrc in self._own_ssrcs:
+            self.stats.own_copies_ignored += 1
+            return False
+        source = self._sources.get(ssrc)
+        if (
+            source is not None
+            and source.owner != leg_id
+            and source.owner is not None
+            and arrival - source.owner_last < self.config.owner_timeout
+            and leg_id in self._legs
+        ):
+            source.stats.copies_ignored += 1
+            return False
         level = voice = None
         if audio_level_id is not None and packet.extensions:
             value = packet.extensions.get(audio_level_id)
@@ -397,7 +452,7 @@ class RoomMixer:
                 level, voice = value[0] & 0x7F, bool(value[0] & 0x80)
         return self.put_remote(
             leg_id,
-            packet.ssrc,
+            ssrc,
             packet.sequence,
             packet.timestamp,
             packet.payload,
@@ -461,30 +516,36 @@ class RoomMixer:
                 leg._own_pcm = pcm
                 contributions += 1
 
-        full_done = False
+        # The full mix is computed every tick (also when no leg uses it) so that its limiter
+        # and the shared resampling downstream stay continuous.
+        self._full, self._previous_full = self._previous_full, self._full
+        full = self._full_limiter.process(total, self._full)
+        stats.full_mixes += 1
         minus = self._minus
         for leg in self._legs.values():
             if leg._own:
                 np.subtract(total, leg._own_pcm, out=minus)
                 leg.mix = leg._limiter.process(minus, leg._out)
                 leg.mix_active = contributions > 1
+                leg.shared = False
                 stats.own_mixes += 1
             else:
-                if not full_done:
-                    self._full_limiter.process(total, self._full)
-                    full_done = True
-                    stats.full_mixes += 1
                 # Keep the leg's own limiter where the shared one is, so that a switch to its
                 # own mix-minus (its phone starts talking) does not jump in gain.
                 leg._limiter.gain = self._full_limiter.gain
-                leg.mix = self._full
+                leg.mix = full
                 leg.mix_active = contributions > 0
+                leg.shared = True
             leg.frames_out += 1
         stats.mixes += len(self._legs)
 
-        for leg in list(self._legs.values()):
+        legs = list(self._legs.values())
+        for leg in legs:
             if leg.on_frame is not None:
                 leg.on_frame(leg, now, frames)
+        for leg in legs:
+            if leg.on_phone is not None:
+                leg.on_phone(leg, now, frames)
 
     def _choose_loudest(self, now: float) -> None:
         """K-loudest: rank the recently heard remote sources by their decaying peak level and

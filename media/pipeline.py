@@ -8,7 +8,18 @@ Opus stream towards the conference.
                                                   RoomMixer  ... other calls, bridge sources
                                                         |  on_mix()
     phone <--RTP-- RtpSessionCore <- encode <- FrameResampler(48 kHz -> codec rate) <- leg.mix
-    bridge <-Opus- ConferenceUplink (RFC 6464 level extension) <- leg.phone (the phone's frame)
+    bridge <-Opus- ConferenceUplink (RFC 6464 level extension) <- leg.phone_frame
+
+One resampling for many calls. Every call whose phone is silent hears the same thing, the
+room's full mix (`leg.shared`). It is resampled once per room and codec rate, and for G.711
+(stateless) encoded once, whatever the number of such calls: in a large room that is most of
+them. The switch is exact, so a phone hears bit for bit what its own resampler would have
+produced: a call whose phone starts talking leaves the shared stream for its own mix-minus
+after feeding its own resampler the previous full-mix frame (the mixes were equal while the
+phone was silent, so that is the shared filter history); a call joining the shared stream
+resamples its first full-mix frame itself, after which both filter histories hold the same
+samples (a 20 ms frame is longer than the FIR's history at every rate pygasi uses; with the
+soxr engine the switch is merely smooth).
 
 Receiving without a callback per packet. An asyncio datagram callback costs 35-60 µs per packet
 (reference/anchors.md §2, §6.4) and wakes the loop 50 times a second per call. The SIP leg's
@@ -38,18 +49,22 @@ import socket
 import struct
 import sys
 import time
+import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from media.codecs import (
+    PCMA,
+    PCMU,
     CodecInfo,
     codec_info,
     create_decoder,
     create_encoder,
     info_for_payload_type,
 )
+from media.codecs import Encoder as CodecEncoder
 from media.codecs.opus import OpusConfig, OpusEncoder
 from media.frame import FRAME_SAMPLES, PCM, SAMPLE_RATE
 from media.jitterbuffer import FrameStatus, JitterBuffer, JitterConfig, JitterFrame
@@ -215,18 +230,66 @@ class ConferenceUplink:
 _ZEROS: PCM = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 
 
+_STATELESS = frozenset({PCMU.name.lower(), PCMA.name.lower()})
+
+
+class _SharedDownlink:
+    """The room's full mix at one codec's rate (and, for a stateless codec, encoded), computed
+    at most once per tick for all the legs of a room that get the full mix."""
+
+    def __init__(self, info: CodecInfo) -> None:
+        self.resampler = FrameResampler(SAMPLE_RATE, info.sample_rate, info.frame_ms)
+        self.encoder: CodecEncoder | None = (
+            create_encoder(info.name) if info.name.lower() in _STATELESS else None
+        )
+        self.tick = -1
+        self.pcm: PCM = np.zeros(info.frame_samples, dtype=np.int16)
+        self.payload = b""
+        self.users = 0  # legs served, over the downlink's lifetime
+
+    def get(self, mixer: RoomMixer) -> PCM:
+        tick = mixer.stats.ticks
+        if self.tick != tick:
+            self.tick = tick
+            self.pcm = self.resampler.process(mixer.full_mix)
+            if self.encoder is not None:
+                self.payload = self.encoder.encode(self.pcm)
+        self.users += 1
+        return self.pcm
+
+
+# Per room and codec (name, rate): the shared downlinks. Weak keys: a room that is gone takes
+# its downlinks with it.
+_SHARED: weakref.WeakKeyDictionary[RoomMixer, dict[tuple[str, int], _SharedDownlink]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _shared_downlink(mixer: RoomMixer, info: CodecInfo) -> _SharedDownlink:
+    downlinks = _SHARED.get(mixer)
+    if downlinks is None:
+        downlinks = _SHARED[mixer] = {}
+    key = (info.name.lower(), info.sample_rate)
+    downlink = downlinks.get(key)
+    if downlink is None:
+        downlink = downlinks[key] = _SharedDownlink(info)
+    return downlink
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
     jitter: JitterConfig = field(default_factory=JitterConfig)
     kernel_timestamps: bool = True
     rtcp_poll_ticks: int = 5  # RTCP sockets are drained every this many ticks
     max_batch: int = 32  # datagrams read per socket per drain
+    share_downlink: bool = True  # calls hearing the full mix share its resampling/encoding
 
 
 @dataclass(slots=True)
 class PipelineStats:
     ticks: int = 0
     frames_sent: int = 0  # frames handed to the SIP leg's sender
+    shared_frames: int = 0  # of which taken from the room's shared downlink
     drains: int = 0
 
 
@@ -279,6 +342,8 @@ class CallPipeline:
         self.stats = PipelineStats()
         self.mixer: RoomMixer | None = None
         self.leg_id: Hashable | None = None
+        self._shared: _SharedDownlink | None = None
+        self._was_shared = False
         self._meter = LevelMeter()
         self._vad = VoiceActivityDetector()
         self._drain_count = 0
@@ -304,9 +369,18 @@ class CallPipeline:
         as ours (its bridge copy is ignored), and the mixer drives this pipeline."""
         self.detach()
         bridge = () if self.uplink is None else (self.uplink.ssrc,)
-        leg = mixer.add_leg(leg_id, phone=self, on_frame=self.on_mix, bridge_ssrcs=bridge)
+        leg = mixer.add_leg(
+            leg_id,
+            phone=self,
+            on_frame=self.on_mix,
+            bridge_ssrcs=bridge,
+            on_phone=self.on_phone,
+        )
         self.mixer = mixer
         self.leg_id = leg_id
+        if self.config.share_downlink:
+            self._shared = _shared_downlink(mixer, self.codec)
+        self._was_shared = False
         return leg
 
     def detach(self) -> None:
@@ -314,6 +388,7 @@ class CallPipeline:
             self.mixer.remove_leg(self.leg_id)
         self.mixer = None
         self.leg_id = None
+        self._shared = None
 
     # -- receive -------------------------------------------------------------------------------
 
@@ -360,17 +435,43 @@ class CallPipeline:
     def send_to_phone(self, mix: PCM, now: float, frames: int = 1, silence: bool = False) -> None:
         """One 48 kHz frame to the phone: resample, encode, send (RTCP when due)."""
         payload = self.encoder.encode(self._down.process(mix))
+        self._send(payload, now, frames, silence)
+
+    def _send(self, payload: bytes, now: float, frames: int, silence: bool) -> None:
         self.rtp.send_frame(payload, self._frame_ticks * frames, now, silence)
         self.rtp.tick(now)
         self.stats.frames_sent += 1
 
     def on_mix(self, leg: MixerLeg, now: float, frames: int) -> None:
-        """The mixer's per-tick hand-over: the mix to the phone, the phone to the conference."""
+        """The mixer's first hand-over of the tick: the leg's mix to the phone."""
         if self.closed:
             return
         self.stats.ticks += 1
+        shared = self._shared
+        mixer = self.mixer
+        if shared is not None and mixer is not None:
+            if leg.shared:
+                pcm = shared.get(mixer)
+                if self._was_shared:
+                    payload = shared.payload if shared.encoder else self.encoder.encode(pcm)
+                    self.stats.shared_frames += 1
+                    self._send(payload, now, frames, not leg.mix_active)
+                    return
+                # Joining the shared stream: this frame still goes through our own resampler
+                # (the shared one's history may differ: it held this phone's voice). After it
+                # both histories are the tail of this same frame, and the streams are equal.
+                self._was_shared = True
+                self.send_to_phone(leg.mix, now, frames, not leg.mix_active)
+                return
+            elif self._was_shared:
+                # Leaving it: take over the shared filter history (see the module doc).
+                self._down.process(mixer.previous_full_mix)
+                self._was_shared = False
         self.send_to_phone(leg.mix, now, frames, not leg.mix_active)
-        if self.uplink is not None:
+
+    def on_phone(self, leg: MixerLeg, now: float, frames: int) -> None:
+        """The mixer's second hand-over: the phone's frame to the conference."""
+        if self.uplink is not None and not self.closed:
             self.uplink.frame(leg.phone_frame, leg.phone_level, leg.phone_voice, frames)
 
     def tick(self, now: float, frames: int = 1) -> None:

@@ -145,6 +145,12 @@ def test_a_source_arriving_on_every_leg_is_decoded_once_per_tick() -> None:
     room.run(100, [web])
     stats = source.stats
     assert stats.packets == 100 and stats.copies_ignored == 200
+    # A conference leg can ask first and skip the copies before decrypting them.
+    now = room.k * TICK
+    assert room.mixer.wants("a", web.ssrc, now)
+    assert not room.mixer.wants("b", web.ssrc, now)
+    assert room.mixer.wants("b", web.ssrc, now + 1.0)  # the owner went quiet: failover
+    assert not room.mixer.wants("b", 0x999, now)  # unknown, auto_add off
     assert source.owner == "a"
     # At most one decoder call per tick (the buffer decodes one 20 ms packet per pull).
     assert source.frames_decoded <= stats.frames_pulled <= 100

@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -33,7 +33,8 @@ class Phone:
     """A SIP phone on loopback: sends one PCMU packet of its tone (or silence) per call to
     `send()`, collects what the gateway sends back."""
 
-    def __init__(self, frequency: float | None) -> None:
+    def __init__(self, frequency: float | None, talks: Callable[[int], bool] | None = None) -> None:
+        self.talks = talks or (lambda k: True)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((HOST, 0))
         self.sock.setblocking(False)
@@ -50,6 +51,8 @@ class Phone:
 
     def send(self, to: tuple[str, int]) -> None:
         pcm = self.gen.next(160) if self.gen else np.zeros(160, dtype=np.int16)
+        if not self.talks(self.seq - 100):
+            pcm = np.zeros(160, dtype=np.int16)
         packet = RtpPacket(0, self.seq & 0xFFFF, self.ts, 0x5EED, self.encoder.encode(pcm))
         self.sock.sendto(packet.serialize(), to)
         self.seq += 1
@@ -78,7 +81,12 @@ def allocator() -> Iterator[PortAllocator]:
 
 
 def make_call(
-    allocator: PortAllocator, phone: Phone, ssrc: int, now: float, timestamps: bool
+    allocator: PortAllocator,
+    phone: Phone,
+    ssrc: int,
+    now: float,
+    timestamps: bool,
+    share: bool = True,
 ) -> tuple[CallPipeline, list[RtpPacket]]:
     up: list[RtpPacket] = []
     pipeline = CallPipeline(
@@ -86,7 +94,7 @@ def make_call(
         allocator,
         now,
         uplink=ConferenceUplink(ssrc, up.append, payload_type=111, audio_level_id=1),
-        config=PipelineConfig(kernel_timestamps=timestamps),
+        config=PipelineConfig(kernel_timestamps=timestamps, share_downlink=share),
     )
     pipeline.set_remote(*phone.address)
     return pipeline, up
@@ -149,6 +157,50 @@ def test_g711_tones_end_to_end_through_the_mixer(allocator: PortAllocator) -> No
         for phone in (a, b, c):
             phone.close()
     assert allocator.in_use == 0
+
+
+def test_the_shared_downlink_is_bit_exact(allocator: PortAllocator) -> None:
+    """Calls whose phone is silent share one resampling/encoding of the full mix; phones start
+    and stop talking. Every phone receives exactly the bytes it would get from its own
+    resampler and encoder."""
+
+    def b_talks(k: int) -> bool:
+        return 40 <= k < 70 or k >= 100
+
+    heard: dict[bool, list[list[bytes]]] = {}
+    shared_frames = {}
+    for share in (True, False):
+        phones = [
+            Phone(1000.0),
+            Phone(600.0, b_talks),
+            Phone(None),
+            Phone(1500.0, lambda k: k < 55),
+        ]
+        mixer = RoomMixer()
+        calls = []
+        for i, phone in enumerate(phones):
+            pipeline, _ = make_call(allocator, phone, 0x10 + i, 0.0, False, share)
+            pipeline.attach(mixer, i)
+            calls.append(pipeline)
+        for k in range(130):
+            for phone, pipeline in zip(phones, calls, strict=True):
+                phone.send(pipeline.local_address)
+            mixer.tick(k * TICK)
+            for phone in phones:
+                phone.receive()
+        heard[share] = [[p.payload for p in phone.received] for phone in phones]
+        shared_frames[share] = [pipeline.stats.shared_frames for pipeline in calls]
+        for pipeline in calls:
+            pipeline.close(3.0)
+        for phone in phones:
+            phone.close()
+    assert heard[True] == heard[False]
+    assert all(len(h) == 130 for h in heard[True])
+    assert shared_frames[False] == [0, 0, 0, 0]
+    # b shares while silent (ticks ~0-40 and 70-100), c always, d after it stops at 55.
+    b, c, d = shared_frames[True][1:]
+    assert 50 <= b <= 70 and c >= 125 and 60 <= d <= 75
+    assert shared_frames[True][0] <= 3  # a talks all along (but its first frames are silence)
 
 
 def test_silence_suppression_ends_with_a_marked_talk_spurt() -> None:
