@@ -24,8 +24,10 @@ accumulate into drift. When the loop was blocked and deadlines passed, the choic
 Slices. A tick's work runs tickable after tickable; after each one the elapsed wall time of the
 current slice is checked, and once it reaches `slice_budget` (default 4 ms) the clock yields to
 the event loop (``await asyncio.sleep(0)``) so that signalling and socket callbacks run between
-rooms. The longest slice (the longest the loop was blocked by media work) and the longest tick
-are measured in `ClockStats`. A single tickable is never split: a room mixer's tick is one unit.
+rooms. A tickable with a `steps()` method (`SteppedTickable`, the room mixer) is run step by
+step with the same check between steps, so one very large room does not block the loop for its
+whole tick either. The longest slice (the longest the loop was blocked by media work) and the
+longest tick are measured in `ClockStats`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,6 +53,13 @@ class Tickable(Protocol):
     def tick(self, now: float, frames: int) -> None:
         """One tick at loop time `now`, standing for `frames` frame periods (1 unless ticks
         were skipped after a stall: then senders advance their timestamps by `frames`)."""
+
+
+class SteppedTickable(Tickable, Protocol):
+    """A tickable whose tick can be run in steps (a large room mixer): the clock prefers
+    `steps()` and may let the event loop run between two steps."""
+
+    def steps(self, now: float, frames: int) -> Iterator[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +233,18 @@ class MediaClock:
         for i, item in enumerate(items):
             if item not in self._tickables:
                 continue
+            stepper = getattr(item, "steps", None)
             try:
-                item.tick(now, frames)
+                if stepper is None:
+                    item.tick(now, frames)
+                else:
+                    for _ in stepper(now, frames):
+                        elapsed = perf() - slice_start
+                        if elapsed >= budget:
+                            work += self._end_slice(elapsed)
+                            await asyncio.sleep(0)
+                            slice_start = perf()
+                            now = loop.time()
             except Exception:
                 self._error(item)
             elapsed = perf() - slice_start

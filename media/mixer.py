@@ -42,7 +42,7 @@ Per-tick work allocates no numpy arrays: every buffer is allocated when a leg or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -137,6 +137,7 @@ class MixerConfig:
     limiter_threshold: float = 0.9 * 32767.0
     limiter_release_db: float = 0.5
     vad_threshold_dbov: float = -45.0  # the phone's voice flag (RFC 6464 V bit) towards the bridge
+    slice_legs: int = 8  # `steps()` yields after this many legs of each pass
 
 
 @dataclass(slots=True)
@@ -465,15 +466,25 @@ class RoomMixer:
     # -- the tick ------------------------------------------------------------------------------
 
     def tick(self, now: float, frames: int = 1) -> None:
-        """Mix one frame for every leg and hand it over (`on_frame`)."""
+        """Mix one frame for every leg and hand it over (`on_frame`, then `on_phone`)."""
+        for _ in self.steps(now, frames):
+            pass
+
+    def steps(self, now: float, frames: int = 1) -> Iterator[None]:
+        """`tick` in steps: it yields after every `slice_legs` legs of each pass, and the process
+        clock may let the event loop run in between (a room of 100 calls is ~10 ms of work).
+        Legs that leave meanwhile are skipped; legs that join get their first frame next tick."""
         stats = self.stats
         stats.ticks += 1
         self._tick_count += 1
         config = self.config
+        chunk = max(1, config.slice_legs)
         if config.max_decoded is not None:
             self._choose_loudest(now)
         if config.auto_add and self._tick_count % 50 == 0:
             self._expire(now)
+        legs = list(self._legs.values())
+        present = self._legs
 
         total = self._sum
         total.fill(0)
@@ -496,25 +507,26 @@ class RoomMixer:
             contributions += 1
 
         meter = self._meter
-        for leg in self._legs.values():
+        for i, leg in enumerate(legs, 1):
             leg._own = False
             phone = leg.phone
-            if phone is None:
-                continue
-            frame = phone.pull(now)
-            pcm = frame.pcm
-            leg.phone_frame = pcm
-            leg.phone_status = frame.status
-            level = SILENCE if frame.status is silence else meter.level(pcm)
-            leg.phone_level = level
-            leg.phone_voice = leg._vad.update(level)
-            if level < SILENCE:
-                # Level 127 is an all-zero frame, or one its sender declared silent (comfort
-                # noise, DTX): nothing to add, nothing to subtract.
-                add(total, pcm, out=total)
-                leg._own = True
-                leg._own_pcm = pcm
-                contributions += 1
+            if phone is not None and present.get(leg.id) is leg:
+                frame = phone.pull(now)
+                pcm = frame.pcm
+                leg.phone_frame = pcm
+                leg.phone_status = frame.status
+                level = SILENCE if frame.status is silence else meter.level(pcm)
+                leg.phone_level = level
+                leg.phone_voice = leg._vad.update(level)
+                if level < SILENCE:
+                    # Level 127 is an all-zero frame, or one its sender declared silent
+                    # (comfort noise, DTX): nothing to add, nothing to subtract.
+                    add(total, pcm, out=total)
+                    leg._own = True
+                    leg._own_pcm = pcm
+                    contributions += 1
+            if i % chunk == 0:
+                yield
 
         # The full mix is computed every tick (also when no leg uses it) so that its limiter
         # and the shared resampling downstream stay continuous.
@@ -522,7 +534,7 @@ class RoomMixer:
         full = self._full_limiter.process(total, self._full)
         stats.full_mixes += 1
         minus = self._minus
-        for leg in self._legs.values():
+        for leg in legs:
             if leg._own:
                 np.subtract(total, leg._own_pcm, out=minus)
                 leg.mix = leg._limiter.process(minus, leg._out)
@@ -537,15 +549,18 @@ class RoomMixer:
                 leg.mix_active = contributions > 0
                 leg.shared = True
             leg.frames_out += 1
-        stats.mixes += len(self._legs)
+        stats.mixes += len(legs)
 
-        legs = list(self._legs.values())
-        for leg in legs:
-            if leg.on_frame is not None:
+        for i, leg in enumerate(legs, 1):
+            if leg.on_frame is not None and present.get(leg.id) is leg:
                 leg.on_frame(leg, now, frames)
-        for leg in legs:
-            if leg.on_phone is not None:
+            if i % chunk == 0:
+                yield
+        for i, leg in enumerate(legs, 1):
+            if leg.on_phone is not None and present.get(leg.id) is leg:
                 leg.on_phone(leg, now, frames)
+            if i % chunk == 0:
+                yield
 
     def _choose_loudest(self, now: float) -> None:
         """K-loudest: rank the recently heard remote sources by their decaying peak level and

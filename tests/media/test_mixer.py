@@ -3,6 +3,8 @@ our own streams' bridge copies ignored, the soft limiter, K-loudest decoding."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from media.clock import MediaClock
 from media.codecs.opus import OpusEncoder
 from media.errors import MediaParseError
 from media.frame import FRAME_SAMPLES, PCM, SAMPLE_RATE
@@ -331,3 +334,53 @@ def test_garbage_from_the_bridge_raises_only_the_parse_error(data: bytes, leg: s
     mixer.put_remote("a", 5, 1, 2, data, False, 1, 0.0)
     with pytest.raises(MediaParseError):
         mixer.put_remote("a", 5, 70000, 2, data, False, None, 0.1)
+
+
+class BusyPhone(TonePhone):
+    """A phone whose frame takes a while to produce (stands for a big room's work)."""
+
+    def pull(self, now: float) -> JitterFrame:
+        end = time.perf_counter() + 0.0003
+        while time.perf_counter() < end:
+            pass
+        return super().pull(now)
+
+
+async def test_a_large_rooms_tick_is_sliced_by_the_clock() -> None:
+    """40 calls whose tick takes ~12 ms: the clock runs the room in steps and the event loop
+    gets turns in between; a call leaving in the middle of a tick is simply skipped."""
+    mixer = RoomMixer(MixerConfig(slice_legs=4))
+    got: dict[int, int] = dict.fromkeys(range(40), 0)
+
+    def count(leg: MixerLeg, now: float, frames: int) -> None:
+        got[int(str(leg.id))] += 1
+
+    for i in range(40):
+        mixer.add_leg(i, BusyPhone(400.0 + 10 * i), count)
+    clock = MediaClock(slice_budget=0.004)
+    clock.add(mixer)
+    gaps: list[float] = []
+    removed_at: list[int] = []
+
+    async def signalling() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0)
+            t = time.perf_counter()
+            gaps.append(t - last)
+            last = t
+            if mixer.stats.ticks == 10 and not removed_at:
+                mixer.remove_leg(39)  # while the room's tick 10 is in progress
+                removed_at.append(got[39])
+
+    task = asyncio.create_task(signalling())
+    clock.start()
+    await asyncio.sleep(0.5)
+    await clock.stop()
+    task.cancel()
+    ticks = mixer.stats.ticks
+    assert ticks >= 15 and clock.stats.errors == 0
+    assert all(got[i] in (ticks, ticks - 1) for i in range(39))  # the last may be cut short
+    assert got[39] == removed_at[0] <= 10
+    assert clock.stats.slices >= 2 * ticks  # each ~12 ms tick ran in several slices
+    assert sum(g > 0.007 for g in gaps) <= ticks // 5
