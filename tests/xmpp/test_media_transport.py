@@ -10,10 +10,12 @@ import asyncio
 import socket
 import threading
 from collections.abc import Callable
+from typing import cast
 
 import aioice.ice
 import numpy as np
 import pytest
+from aioice import stun
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +38,7 @@ from xmpp.media_transport import (
     ConferenceMediaTransport,
     MediaTransportConfig,
     MediaTransportError,
+    StunServer,
     _remote_candidate,
     shared_certificate,
 )
@@ -335,11 +338,18 @@ async def test_thread_count_does_not_grow_with_20_legs() -> None:
     for s in senders:
         s.start()
     try:
-        await asyncio.sleep(0.5)
+        assert await wait_for(
+            lambda: (
+                min(received) > 10
+                and all(
+                    1000 + i in b.received and b.received[1000 + i].packets > 10
+                    for i, b in enumerate(bridges)
+                )
+            ),
+            5.0,
+        ), received
         during = threading.active_count()
         assert all(leg.state == "connected" for leg in legs)
-        assert min(received) > 10
-        assert all(b.received[1000 + i].packets > 10 for i, b in enumerate(bridges))
     finally:
         for s in senders:
             await s.stop()
@@ -427,6 +437,77 @@ async def test_connect_refuses_what_it_cannot_use() -> None:
     assert leg.state == "new"
     await leg.close()
     await bridge.close()
+
+
+async def test_bridge_going_away_fails_the_leg() -> None:
+    # DTLS close_notify from the bridge (or ICE consent expiry): the leg reports "failed", so
+    # that signalling can ask Jicofo for a restart (jingle.md §12 step 9).
+    bridge = BridgeEndpoint()
+    leg = await connect_leg(bridge)
+    states: list[str] = []
+    leg.on("state", states.append)
+    await bridge.close()
+    assert await wait_for(lambda: leg.state == "failed", 2.0)
+    assert states == ["failed"]
+    leg.send_audio(b"\x78", 0, marker=False, level=13, voice=True)
+    assert leg.counters.send_failures == 1
+    await leg.close()
+    assert states == ["failed", "closed"]
+
+
+class FakeStunServer(asyncio.DatagramProtocol):
+    """Answers Binding requests (RFC 8489 §6) with a fixed XOR-MAPPED-ADDRESS."""
+
+    MAPPED = ("203.0.113.5", 40000)
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.requests = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (the selector loop's datagram transport does not subclass DatagramTransport)
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        request = stun.parse_message(data)
+        assert request.message_method == stun.Method.BINDING
+        self.requests += 1
+        response = stun.Message(
+            message_method=stun.Method.BINDING,
+            message_class=stun.Class.RESPONSE,
+            transaction_id=request.transaction_id,
+        )
+        response.attributes["XOR-MAPPED-ADDRESS"] = self.MAPPED
+        assert self.transport is not None
+        self.transport.sendto(bytes(response), addr)
+
+
+async def test_configured_stun_server_gives_a_server_reflexive_candidate() -> None:
+    loop = asyncio.get_running_loop()
+    transport, server = await loop.create_datagram_endpoint(
+        FakeStunServer, local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    threads = threading.active_count()
+    leg = ConferenceMediaTransport(
+        MediaTransportConfig(
+            host_addresses=("127.0.0.1",), stun_server=StunServer("127.0.0.1", port)
+        )
+    )
+    try:
+        desc = await leg.prepare()
+        host = next(c for c in desc.candidates if c.type == "host")
+        srflx = [c for c in desc.candidates if c.type == "srflx"]
+        assert len(srflx) == 1 and server.requests >= 1
+        c = srflx[0]
+        assert (c.ip, c.port) == FakeStunServer.MAPPED
+        assert (c.rel_addr, c.rel_port) == (host.ip, host.port)
+        assert (c.generation, c.component, c.protocol) == (0, 1, "udp")
+        assert c.priority < host.priority  # RFC 8445 §5.1.2.2: host > srflx
+        assert threading.active_count() == threads  # no resolver thread for an IP address
+    finally:
+        await leg.close()
+        transport.close()
 
 
 # --- the local description ----------------------------------------------------------------------
