@@ -383,4 +383,4 @@ async def test_a_large_rooms_tick_is_sliced_by_the_clock() -> None:
     assert all(got[i] in (ticks, ticks - 1) for i in range(39))  # the last may be cut short
     assert got[39] == removed_at[0] <= 10
     assert clock.stats.slices >= 2 * ticks  # each ~12 ms tick ran in several slices
-    assert sum(g > 0.007 for g in gaps) <= ticks // 5
+    assert sum(g > 0.010 for g in gaps) <= ticks // 2  # unsliced: one >= 12 ms per tick
