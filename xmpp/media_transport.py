@@ -392,32 +392,34 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
     ) -> list[Candidate]:
         cfg = self.config
         tasks: list[asyncio.Task[Candidate]] = []
-        try:
-            if cfg.stun_server is not None:
+        if cfg.stun_server is not None:
+            try:
                 server = await _resolve(cfg.stun_server.host, cfg.stun_server.port)
+            except OSError as exc:
+                logger.warning("STUN server %s not resolved: %s", cfg.stun_server.host, exc)
+            else:
                 tasks.extend(
                     asyncio.create_task(_server_reflexive(protocol, server))
                     for protocol in host_protocols
                     if ipaddress.ip_address(protocol.local_candidate.host).version == 4
                 )
-            if cfg.turn_server is not None:
-                turn = cfg.turn_server
+        turn = cfg.turn_server
+        if turn is not None:
+            try:
                 server = await _resolve(turn.host, turn.port)
-                tasks.append(
-                    asyncio.create_task(
-                        aiortc_compat.relayed_candidate(
-                            connection,
-                            component,
-                            server,
-                            turn.username,
-                            turn.password,
-                            turn.transport,
-                            turn.tls,
-                        )
-                    )
+            except OSError as exc:
+                logger.warning("TURN server %s not resolved: %s", turn.host, exc)
+            else:
+                relayed = aiortc_compat.relayed_candidate(
+                    connection,
+                    component,
+                    server,
+                    turn.username,
+                    turn.password,
+                    turn.transport,
+                    turn.tls,
                 )
-        except OSError as exc:
-            logger.warning("STUN/TURN server not resolved: %s", exc)
+                tasks.append(asyncio.create_task(relayed))
         if not tasks:
             return []
         done, pending = await asyncio.wait(tasks, timeout=cfg.gather_timeout)
@@ -534,6 +536,8 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
             # and end-of-candidates lets aioice report a failure instead of waiting.
             await ice.addRemoteCandidate(None)
             await asyncio.wait_for(self._handshake(remote), self.config.connect_timeout)
+            if self._closing:
+                raise MediaTransportError("closed while connecting")
         except Exception as exc:  # aiortc/aioice raise assorted types; the caller gets one
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
             await self._teardown()

@@ -414,6 +414,21 @@ async def test_unreachable_bridge_fails_within_the_timeout() -> None:
     assert leg.state == "closed"
 
 
+async def test_close_during_connect_ends_it() -> None:
+    bridge = BridgeEndpoint()
+    leg = ConferenceMediaTransport(LOOPBACK)
+    offer = await bridge.prepare()
+    await leg.prepare()
+    connecting = asyncio.create_task(leg.connect(offer, bridge.offer(), LEG_SSRC))
+    await asyncio.sleep(0)  # the bridge never answers: connect() is in its ICE checks
+    assert leg.state == "checking"
+    await leg.close()
+    with pytest.raises(MediaTransportError):
+        await connecting
+    assert leg.state == "closed"
+    await bridge.close()
+
+
 async def test_connect_refuses_what_it_cannot_use() -> None:
     bridge = BridgeEndpoint()
     offer = await bridge.prepare()
