@@ -101,9 +101,14 @@ def reply(stanza: StanzaBase) -> Any:
     return cast(Any, stanza).reply()
 
 
+def send_iq_nowait(iq: Iq, timeout: float) -> asyncio.Future[Iq]:
+    """Queue an IQ now (stanza order is kept) and return the future of its answer."""
+    return cast("asyncio.Future[Iq]", cast(Any, iq).send(timeout=timeout))
+
+
 async def send_iq(iq: Iq, timeout: float) -> Iq:
     """Send an IQ and wait for its result; raises slixmpp's IqError / IqTimeout."""
-    return cast(Iq, await cast(Any, iq).send(timeout=timeout))
+    return await send_iq_nowait(iq, timeout)
 
 
 class _Client(ClientXMPP):

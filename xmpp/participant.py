@@ -48,7 +48,7 @@ from slixmpp.xmlstream.matcher import StanzaPath
 from xmpp import stanzas
 from xmpp.caps import DiscoInfo, caps_ver, gateway_disco_info
 from xmpp.config import ParticipantConfig
-from xmpp.connection import XmppConnection, reply, send_iq
+from xmpp.connection import XmppConnection, reply, send_iq, send_iq_nowait
 from xmpp.errors import (
     ConferenceRequestError,
     JoinError,
@@ -561,7 +561,7 @@ class ConferenceParticipant(AsyncIOEventEmitter):
                 if action.sid == self._media_sid:
                     self._spawn(self._close_media())
             elif isinstance(action, SendTerminate):
-                self._spawn(self._send_terminate(action))
+                self._send_terminate(action)
             elif isinstance(action, SourcesAdded):
                 if self.media is not None:
                     self.media.add_sources(action.sources)
@@ -659,7 +659,8 @@ class ConferenceParticipant(AsyncIOEventEmitter):
         if state == "failed" and self.session.state is SessionState.ACTIVE:
             self._run(self.session.media_failed(sid, "ICE/DTLS failed"))
 
-    async def _send_terminate(self, action: SendTerminate) -> None:
+    def _send_terminate(self, action: SendTerminate) -> None:
+        """Queued at once, so that it precedes a leave presence sent right after."""
         if not self.connection.online:
             return
         iq = self.connection.iq(action.to)
@@ -670,10 +671,8 @@ class ConferenceParticipant(AsyncIOEventEmitter):
             bridge_session_id=action.bridge_session_id,
             restart=action.restart,
         )
-        try:
-            await send_iq(iq, self.config.reply_timeout)
-        except (IqError, IqTimeout) as exc:
-            log.info("session-terminate %s not acknowledged: %s", action.sid, exc)
+        answer = send_iq_nowait(iq, self.config.reply_timeout)
+        self._spawn(_log_answer(answer, f"session-terminate {action.sid}"))
 
     # -- re-joining -----------------------------------------------------------------------------
 
@@ -741,6 +740,13 @@ _PRESENCE_FEATURES = frozenset(
         "http://jitsi.org/protocol/audio-mute",
     }
 )
+
+
+async def _log_answer(answer: asyncio.Future[Iq], what: str) -> None:
+    try:
+        await answer
+    except (IqError, IqTimeout) as exc:
+        log.info("%s not acknowledged: %s", what, exc)
 
 
 def _condition(exc: IqError) -> str | None:
