@@ -36,7 +36,8 @@ dropped before their jitter buffer (counted in `k_loudest_skips`) and a source t
 slot restarts its buffer when it wins one back. Phones are always mixed (G.711 costs nothing
 next to an Opus decode).
 
-Sans-IO: no sockets, time passed in; the process clock (`media.clock`) calls `tick`.
+Sans-IO: no sockets, time passed in; the process clock (`media.clock`) runs `steps` (the tick
+in slices) or `tick`.
 Per-tick work allocates no numpy arrays: every buffer is allocated when a leg or source is added.
 """
 
@@ -179,8 +180,8 @@ FrameCallback = Callable[["MixerLeg", float, int], None]
 
 class MixerLeg:
     """One call in the room. After each tick: `mix` is the frame for the phone (the room minus
-    this call's phone), `phone` the phone's own frame with `phone_level`/`phone_voice` (towards
-    the conference). The arrays are reused buffers, valid until the next tick."""
+    this call's phone), `phone_frame` the phone's own frame with `phone_level`/`phone_voice`
+    (towards the conference). The arrays are reused buffers, valid until the next tick."""
 
     def __init__(
         self,
@@ -413,7 +414,7 @@ class RoomMixer:
         """Would a packet of `ssrc` arriving on `leg_id` now be used? A conference leg can ask
         before it spends anything on a copy (decryption, parsing): False for our own phones'
         streams and for a copy of a source another leg delivers."""
-        if ssrc in self._own_ssrcs:
+        if ssrc in self._own_ssrcs or leg_id not in self._legs:
             return False
         source = self._sources.get(ssrc)
         if source is None:

@@ -6,7 +6,7 @@ Opus stream towards the conference.
     phone --RTP--> PolledUdp -> RtpSessionCore -> JitterBuffer (decode, conceal, -> 48 kHz)
                                                         |  pull()      (the mixer's local source)
                                                   RoomMixer  ... other calls, bridge sources
-                                                        |  on_mix()
+                                                        |  on_mix(), then on_phone()
     phone <--RTP-- RtpSessionCore <- encode <- FrameResampler(48 kHz -> codec rate) <- leg.mix
     bridge <-Opus- ConferenceUplink (RFC 6464 level extension) <- leg.phone_frame
 
