@@ -33,6 +33,7 @@ pytest: $(STAMP)
 
 bench: deps
 	$(PY) bench/sip_parse.py
+	$(PY) bench/media.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
