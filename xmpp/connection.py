@@ -309,3 +309,14 @@ class XmppConnection(AsyncIOEventEmitter):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.client.disconnect(wait=wait), wait + 1.0)
         self.client.abort()
+        await stop_send_task(self.client)
+
+
+async def stop_send_task(stream: Any) -> None:
+    """slixmpp starts one send task per stream on connect and cancels it only when the
+    object is garbage-collected; a closed connection stops it now (private attribute)."""
+    task = getattr(stream, "_run_out_filters", None)
+    if isinstance(task, asyncio.Future) and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -189,6 +189,7 @@ class ConferenceParticipant(AsyncIOEventEmitter):
         self.focus_jid: str | None = None  # the focus's real JID from the conference IQ
         self.occupants: dict[str, Occupant] = {}
         self.me: Occupant | None = None
+        self._nick_jid: str | None = None
         self.session = JingleSession(f"{self.room}/{config.focus_nick}", random_ssrc())
         self.media: MediaTransport | None = None
         self._media_sid: str | None = None
@@ -265,7 +266,12 @@ class ConferenceParticipant(AsyncIOEventEmitter):
         cfg = self.config
         if cfg.conference_request:
             await self._request_conference()
-        self.presence = replace(self.presence, nick=nick_for(self.connection.jid, cfg.anonymous))
+        if self._nick_jid != self.connection.jid:
+            # A new login (first join, or after a reconnect) gets a new nick: an anonymous JID
+            # dictates it, and the old occupant may linger (jigasi.md §1.9). A re-join on the
+            # same connection keeps it (mod_muc_resource_validate allows no other).
+            self._nick_jid = self.connection.jid
+            self.presence = replace(self.presence, nick=nick_for(self._nick_jid, cfg.anonymous))
         self.occupants = {}
         self.me = None
         loop = asyncio.get_running_loop()

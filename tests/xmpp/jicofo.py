@@ -41,7 +41,7 @@ from tests.xmpp.prosody import Prosody
 from xmpp import stanzas
 from xmpp.caps import JINGLE_RTP_AUDIO
 from xmpp.config import ParticipantConfig, XmppServer
-from xmpp.connection import XmppConnection, reply, send_iq
+from xmpp.connection import XmppConnection, reply, send_iq, stop_send_task
 from xmpp.jingle import (
     SESSION_ACCEPT,
     SESSION_INITIATE,
@@ -179,6 +179,7 @@ class Invite:
     terminate: JingleRequest | None = None
     accepted: asyncio.Event = field(default_factory=asyncio.Event)
     ended: bool = False
+    signalled: set[int] = field(default_factory=set)  # SSRCs this participant was told about
 
     @property
     def sources(self) -> tuple[MediaSource, ...]:
@@ -303,6 +304,7 @@ class JicofoEmulator:
                     old.cancel_connection_attempt()
                     old.del_event_handler("disconnected", self._component_lost)
                     old.abort()
+                    await stop_send_task(old)
                 try:
                     await self._connect_component()
                     return
@@ -325,6 +327,7 @@ class JicofoEmulator:
         if self.component is not None:
             self.component.cancel_connection_attempt()
             self.component.abort()
+            await stop_send_task(self.component)
 
     async def __aenter__(self) -> JicofoEmulator:
         await self.start()
@@ -357,11 +360,14 @@ class JicofoEmulator:
             self._changed.notify_all()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Wait until ``predicate()`` holds (re-checked whenever the emulator's state changes)."""
+        """Wait until ``predicate()`` holds: re-checked whenever the emulator's state changes,
+        and every 20 ms for state that lives elsewhere (the legs under test)."""
 
         async def check() -> None:
             async with self._changed:
-                await self._changed.wait_for(predicate)
+                while not predicate():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), 0.02)
 
         await asyncio.wait_for(check(), timeout)
 
@@ -588,6 +594,7 @@ class JicofoEmulator:
                 for source in (bridge.feedback_source(), *sources):
                     if source.media == "audio":
                         add_source(description, source, with_owner=True)
+                        invite.signalled.add(source.ssrc)
             else:
                 add_payload_type(description, PayloadType(100, "VP8", 90000))
                 description.enable("rtcp_mux")
@@ -613,6 +620,7 @@ class JicofoEmulator:
 
     async def source_add(self, room: str, nick: str, sources: list[MediaSource]) -> Iq:
         invite = self.room(room).invites[nick]
+        invite.signalled.update(s.ssrc for s in sources)
         return await self.send_jingle(
             room,
             nick,
@@ -657,6 +665,50 @@ class JicofoEmulator:
 
         return await self.send_jingle(room, nick, build)
 
+    async def transport_replace(self, room: str, nick: str) -> Iq:
+        """Jicofo's ``reinvite-method = ReplaceTransport`` (jingle.md §6): full contents with a
+        new bridge transport, same sid."""
+        emulated = self.room(room)
+        invite = emulated.invites[nick]
+        bridge = await self.bridge_factory(nick)
+        replacement = Invite(
+            room=emulated.jid,
+            nick=nick,
+            sid=invite.sid,
+            bridge=bridge,
+            offer_transport=await bridge.prepare(),
+            bridge_session_id=str(uuid.uuid4()),
+        )
+        features = emulated.features.get(nick, frozenset({JINGLE_RTP_AUDIO}))
+        sources = self.sources_for(emulated, nick)
+
+        def build(iq: Iq) -> None:
+            jingle = iq["jingle"]
+            self._build_initiate(jingle, replacement, features, sources, bridge)
+            jingle["action"] = "transport-replace"
+
+        return await self.send_jingle(room, nick, build)
+
+    async def kick(self, room: str, nick: str, reason: str = "bye") -> Iq:
+        """XEP-0045 §8.2: role none."""
+        emulated = self.room(room)
+        iq = self.focus.iq(emulated.jid)
+        query = ET.SubElement(iq.xml, "{http://jabber.org/protocol/muc#admin}query")
+        item = ET.SubElement(
+            query, "{http://jabber.org/protocol/muc#admin}item", nick=nick, role="none"
+        )
+        ET.SubElement(item, "{http://jabber.org/protocol/muc#admin}reason").text = reason
+        return await send_iq(iq, 5.0)
+
+    async def destroy(self, room: str, reason: str = "conference ended") -> Iq:
+        """XEP-0045 §10.9: the owner destroys the room."""
+        emulated = self.room(room)
+        iq = self.focus.iq(emulated.jid)
+        query = ET.SubElement(iq.xml, "{http://jabber.org/protocol/muc#owner}query")
+        destroy = ET.SubElement(query, "{http://jabber.org/protocol/muc#owner}destroy")
+        ET.SubElement(destroy, "{http://jabber.org/protocol/muc#owner}reason").text = reason
+        return await send_iq(iq, 5.0)
+
     # -- Jingle from participants ---------------------------------------------------------------
 
     def _on_jingle(self, stanza: StanzaBase) -> None:
@@ -684,9 +736,16 @@ class JicofoEmulator:
                 invite.accepted.set()
                 assert request.transport is not None
                 self._spawn(invite.bridge.connect(request.transport))
+                # The new sources to everyone else in a session; to the newcomer, what was
+                # queued while its session was pending (jingle.md §4.1 item 6).
                 for other, other_invite in room.invites.items():
                     if other != nick and other_invite.accept is not None:
                         self._spawn(self.source_add(room.jid, other, list(invite.sources)))
+                pending = [
+                    s for s in self.sources_for(room, nick) if s.ssrc not in invite.signalled
+                ]
+                if pending:
+                    self._spawn(self.source_add(room.jid, nick, pending))
         elif request.action == TRANSPORT_INFO:
             invite.transport_infos.append(request)
             invite.transport_info_xml.append(copy.deepcopy(iq.xml))
