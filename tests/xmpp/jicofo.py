@@ -209,6 +209,7 @@ class EmulatedRoom:
     features: dict[str, frozenset[str]] = field(default_factory=dict)
     fakes: dict[str, FakeWebParticipant] = field(default_factory=dict)
     invites: dict[str, Invite] = field(default_factory=dict)  # current session per nick
+    inviting: set[str] = field(default_factory=set)  # allocating a bridge for these
     history: list[Invite] = field(default_factory=list)
 
 
@@ -285,10 +286,22 @@ class JicofoEmulator:
             if not started.done():
                 started.set_result(None)
 
+        def on_failure(error: Any) -> None:
+            if not started.done():
+                started.set_exception(OSError(str(error)))
+
         component.add_event_handler("session_start", on_start)
-        component.add_event_handler("disconnected", self._component_lost)
+        component.add_event_handler("connection_failed", on_failure)
         component.connect("127.0.0.1", self.prosody.component_port)
-        await asyncio.wait_for(started, 5.0)
+        try:
+            await asyncio.wait_for(started, 5.0)
+        except BaseException:
+            component.cancel_connection_attempt()
+            component.abort()
+            await stop_send_task(component)
+            raise
+        component.del_event_handler("connection_failed", on_failure)
+        component.add_event_handler("disconnected", self._component_lost)
 
     def _component_lost(self, _event: Any) -> None:
         if self._closing or self._component_task is not None:
@@ -299,10 +312,10 @@ class JicofoEmulator:
         try:
             while not self._closing:
                 await asyncio.sleep(0.2)
-                old = self.component
+                old, self.component = self.component, None
                 if old is not None:
-                    old.cancel_connection_attempt()
                     old.del_event_handler("disconnected", self._component_lost)
+                    old.cancel_connection_attempt()
                     old.abort()
                     await stop_send_task(old)
                 try:
@@ -424,6 +437,9 @@ class JicofoEmulator:
         for room in self.rooms.values():
             room.occupants.clear()
             room.invites.clear()
+            for fake in room.fakes.values():  # their sessions are gone with the server
+                self._spawn(fake.connection.close(wait=0.2))
+            room.fakes.clear()
             self._spawn(self._join(room))
 
     # -- the conference IQ (component) ------------------------------------------------------
@@ -515,7 +531,12 @@ class JicofoEmulator:
         if len(members) < self.min_participants:
             return
         for nick in members:
-            if nick in room.fakes or nick in room.invites or nick not in room.features:
+            if (
+                nick in room.fakes
+                or nick in room.invites
+                or nick in room.inviting
+                or nick not in room.features
+            ):
                 continue
             await self.invite(room, nick)
 
@@ -530,8 +551,12 @@ class JicofoEmulator:
         return found
 
     async def invite(self, room: EmulatedRoom, nick: str) -> Invite:
-        bridge = await self.bridge_factory(nick)
-        transport = await bridge.prepare()
+        room.inviting.add(nick)  # the allocation below may yield: one invite per member
+        try:
+            bridge = await self.bridge_factory(nick)
+            transport = await bridge.prepare()
+        finally:
+            room.inviting.discard(nick)
         invite = Invite(
             room=room.jid,
             nick=nick,

@@ -1,0 +1,89 @@
+"""Operational properties of the conference leg against real Prosody: a server restart in the
+middle of a call, and no thread per leg (Jigasi's thread leaks, design.md "Concurrency")."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from tests.xmpp.harness import Leg
+from tests.xmpp.jicofo import JicofoEmulator
+from tests.xmpp.prosody import Prosody
+from tests.xmpp.test_invite import invited
+from xmpp.connection import shared_ssl_context
+from xmpp.jingle import JingleReason
+from xmpp.participant import ParticipantState
+from xmpp.session import SessionState
+
+pytestmark = pytest.mark.prosody
+
+
+async def test_prosody_restart_mid_call(prosody_server: Prosody, jicofo: JicofoEmulator) -> None:
+    leg = Leg(prosody_server, "phoenix", reply_timeout=2.0)
+    await leg.join()
+    await jicofo.add_fake_participant("phoenix")
+    first = await invited(jicofo, "phoenix", leg)
+    media = leg.media
+    old_nick = leg.participant.nick
+    await prosody_server.restart(pause=0.3)
+    (reason,) = await leg.wait_event("connection_lost")
+    assert reason
+    (ended,) = await leg.wait_event("session_terminated")
+    # Prosody's shutdown may tell us the focus left the room before it closes our stream.
+    assert ended.sid == first.sid
+    assert ended.reason in (
+        JingleReason("connectivity-error", "XMPP connection lost"),
+        JingleReason("gone", "Focus left"),
+    )
+    await asyncio.sleep(0)
+    assert media.closed
+    await leg.wait_event("connection_restored", timeout=10.0)
+    (me,) = await leg.wait_event("rejoined", timeout=15.0)
+    participant = leg.participant
+    assert participant.state is ParticipantState.JOINED
+    assert participant.connection.reconnects == 1
+    # A new anonymous login, so a new nick (the old occupant may linger, jigasi.md §1.9).
+    assert me.nick == participant.nick != old_nick
+    # The focus is back in the room and sees us; with a web participant back, a new invite.
+    room = jicofo.room("phoenix")
+    await jicofo.wait_for(lambda: participant.nick in room.occupants and "focus" in room.occupants)
+    await jicofo.add_fake_participant("phoenix")
+    second = await invited(jicofo, "phoenix", leg)
+    assert second.sid != first.sid
+    assert participant.session_state is SessionState.ACTIVE
+    assert leg.media is not media
+    await leg.leave()
+
+
+async def test_thread_count_does_not_grow_with_legs(
+    prosody_server: Prosody, jicofo: JicofoEmulator
+) -> None:
+    warm_up = Leg(prosody_server, "warmup")  # imports, the shared SSL context, the loop
+    await warm_up.join()
+    await warm_up.leave()
+    before = threading.active_count()
+    legs = [Leg(prosody_server, "crowd") for _ in range(20)]
+    started = time.perf_counter()
+    await asyncio.gather(*(leg.join() for leg in legs))
+    joined = time.perf_counter() - started
+    await jicofo.add_fake_participant("crowd")
+    await jicofo.wait_for(
+        lambda: all(leg.participant.session_state is SessionState.ACTIVE for leg in legs),
+        timeout=20.0,
+    )
+    # Every leg hears every other leg and the web participant (the emulator's source-add).
+    await jicofo.wait_for(
+        lambda: all(len(leg.participant.remote_sources) == 1 + 19 + 1 for leg in legs),
+        timeout=20.0,
+    )
+    assert threading.active_count() == before
+    # One TLS context for all of them (each would cost about 0.8 MiB).
+    contexts = {id(leg.participant.connection.client.ssl_context) for leg in legs}
+    assert contexts == {id(shared_ssl_context(legs[0].participant.config.server))}
+    assert all(leg.participant.connection.encrypted for leg in legs)
+    assert joined < 10.0
+    await asyncio.gather(*(leg.leave() for leg in legs))
+    assert threading.active_count() == before
