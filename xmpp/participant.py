@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from pyee.asyncio import AsyncIOEventEmitter
-from slixmpp import Iq, Presence
+from slixmpp import JID, Iq, Presence
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback
@@ -161,7 +161,8 @@ class ConferenceParticipant(AsyncIOEventEmitter):
     ) -> None:
         super().__init__()
         self.config = config
-        self.room = room if "@" in room else f"{room}@{config.muc}"
+        # Normalised as the server will echo it (RFC 7622 nodeprep lower-cases the room).
+        self.room = JID(room if "@" in room else f"{room}@{config.muc}").bare
         self.display_name = display_name
         self.password = password
         self.media_factory = media_factory

@@ -162,7 +162,12 @@ async def test_session_accept_and_transport_info_on_the_wire(
     (info_transport,) = list(info_content)
     assert info_transport.attrib == transport.attrib
     assert candidates(info_transport) == expected
-    # What the emulated Jicofo understood.
+    # What the emulated Jicofo received and understood.
+    recorded = jicofo.received("focus", "{urn:xmpp:jingle:1}jingle")
+    assert [r.xml.find("j:jingle", NS).get("action") for r in recorded] == [  # type: ignore[union-attr]
+        "transport-info",
+        "session-accept",
+    ]
     assert invite.accept is not None and invite.transport_infos
     assert [s.ssrc for s in invite.accept.sources] == [leg.participant.local_ssrc]
     assert invite.bridge.connected_with is not None  # type: ignore[attr-defined]
@@ -244,6 +249,10 @@ async def test_malformed_jingle_leaves_everything_else_alone(
     await second.join()
     one = await invited(jicofo, "twolegs", first)
     two = await invited(jicofo, "twolegs", second)
+    # Each sees the other as a Jigasi-like gateway (the focus is none).
+    others = {o.nick: o for (o,) in first.of("occupant_joined")}
+    assert others[second.participant.nick].is_gateway
+    assert not others["focus"].is_gateway
     # Each leg hears the other once both accepted (the emulator's source-add).
     await jicofo.wait_for(
         lambda: (
@@ -286,6 +295,8 @@ async def test_sources_follow_the_participants(
     leg, _invite = await joined_and_invited(prosody_server, jicofo, "busy")
     media = leg.media
     late = await jicofo.add_fake_participant("busy")
+    (joined,) = await leg.wait_event("occupant_joined", 3)  # focus, the first web client, late
+    assert joined.nick == late.nick and not joined.is_gateway
     (added,) = await leg.wait_event("sources_added", 2)
     assert added == (late.source,)
     assert late.source.ssrc in media.sources

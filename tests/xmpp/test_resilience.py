@@ -4,6 +4,8 @@ middle of a call, and no thread per leg (Jigasi's thread leaks, design.md "Concu
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 
@@ -11,9 +13,10 @@ import pytest
 
 from tests.xmpp.harness import Leg
 from tests.xmpp.jicofo import JicofoEmulator
-from tests.xmpp.prosody import Prosody
+from tests.xmpp.prosody import Prosody, prosody
 from tests.xmpp.test_invite import invited
 from xmpp.connection import shared_ssl_context
+from xmpp.errors import JoinTimeout
 from xmpp.jingle import JingleReason
 from xmpp.participant import ParticipantState
 from xmpp.session import SessionState
@@ -87,3 +90,58 @@ async def test_thread_count_does_not_grow_with_legs(
     assert joined < 10.0
     await asyncio.gather(*(leg.leave() for leg in legs))
     assert threading.active_count() == before
+
+
+async def test_a_silent_server_is_noticed_by_pings(
+    prosody_server: Prosody, jicofo: JicofoEmulator
+) -> None:
+    leg = Leg(prosody_server, "silent", ping_interval=0.2, ping_timeout=0.3, connect_timeout=1.0)
+    await leg.join()
+    await asyncio.sleep(0.5)
+    pings = [x for x in leg.sent if x.find("{urn:xmpp:ping}ping") is not None]
+    assert len(pings) >= 2  # XEP-0199 client-to-server pings, answered while all is well
+    assert all(p.attrib["to"] == prosody_server.domain and p.attrib["type"] == "get" for p in pings)
+    assert leg.of("connection_lost") == []
+    # A server that stops answering (not a closed socket): the ping times out.
+    assert prosody_server.process is not None
+    pid = prosody_server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await leg.wait_event("connection_lost", timeout=3.0)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await leg.wait_event("rejoined", timeout=10.0)
+    assert leg.participant.state is ParticipantState.JOINED
+    await leg.leave()
+
+
+async def test_join_timeout(prosody_server: Prosody) -> None:
+    leg = Leg(prosody_server, "stalled", conference_request=False, join_timeout=0.3)
+    await leg.participant.connection.start()
+    assert prosody_server.process is not None
+    pid = prosody_server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(JoinTimeout):
+            await leg.join()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert leg.participant.state is ParticipantState.LEFT
+
+
+async def test_prosody_fixture_starts_fast_and_leaves_nothing() -> None:
+    started = time.perf_counter()
+    async with prosody() as server:
+        assert time.perf_counter() - started < 1.0
+        assert server.process is not None
+        group = server.process.pid
+        # The brewery MUC exists (internal.auth.<domain>), for Jigasi-style stats presence.
+        leg = Leg(server, f"JigasiBrewery@{server.internal_muc_domain}", conference_request=False)
+        await leg.join()
+        assert leg.participant.room == f"jigasibrewery@{server.internal_muc_domain}"
+        await leg.leave()
+        await server.restart()
+        assert server.running and server.process.pid != group
+        group = server.process.pid
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)
