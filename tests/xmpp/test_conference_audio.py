@@ -170,6 +170,15 @@ async def test_audio_both_ways_through_the_signalling(prosody_server: Prosody) -
             assert received.packets >= 50
             assert all(lv is not None and lv.voice and lv.level == 13 for lv in received.levels)
 
+            # RFC 4733 digits a web participant sends reach the gateway as events (item 7).
+            keypad = next(p for p in bridge.participants if p.endpoint_id == alice.nick)
+            bridge.send_dtmf(keypad, "7#")
+            (source, first), (_, second) = await asyncio.wait_for(
+                asyncio.gather(leg.wait_event("dtmf"), leg.wait_event("dtmf", 2)), 5.0
+            )
+            assert source.ssrc == alice.source.ssrc and source.owner == alice.nick
+            assert (first.digit, second.digit) == ("7", "#")
+
             # source-add mid-call (a web participant joins): a fourth tone on its own SSRC.
             dave = await jicofo.add_fake_participant(ROOM, "d4d4d4d4")
             bridge.add_participant(dave.nick, WEB[dave.nick], ssrc=dave.source.ssrc)
