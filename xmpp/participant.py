@@ -77,6 +77,7 @@ from xmpp.jingle import (
 from xmpp.media_api import MediaFactory, MediaTransport
 from xmpp.presence import (
     STATUS_SELF,
+    VALID_NICK,
     Departure,
     LocalPresence,
     Occupant,
@@ -158,8 +159,15 @@ class ConferenceParticipant(AsyncIOEventEmitter):
         media_factory: MediaFactory,
         connection: XmppConnection | None = None,
         conference_properties: Mapping[str, str] | None = None,
+        nick: str | None = None,
     ) -> None:
+        """``nick`` forces the MUC nick (Jigasi's USE_SIP_USER_AS_XMPP_RESOURCE); it must
+        satisfy mod_muc_resource_validate and, with anonymous_strict, cannot be used with
+        anonymous login. By default the nick follows `xmpp.presence.nick_for`."""
         super().__init__()
+        if nick is not None and not VALID_NICK.match(nick):
+            raise ValueError(f"nick {nick!r} is not ^[a-zA-Z0-9][a-zA-Z0-9_]*$ (jingle.md §2.3)")
+        self.fixed_nick = nick
         self.config = config
         # Normalised as the server will echo it (RFC 7622 nodeprep lower-cases the room).
         self.room = JID(room if "@" in room else f"{room}@{config.muc}").bare
@@ -272,7 +280,8 @@ class ConferenceParticipant(AsyncIOEventEmitter):
             # dictates it, and the old occupant may linger (jigasi.md §1.9). A re-join on the
             # same connection keeps it (mod_muc_resource_validate allows no other).
             self._nick_jid = self.connection.jid
-            self.presence = replace(self.presence, nick=nick_for(self._nick_jid, cfg.anonymous))
+            nick = self.fixed_nick or nick_for(self._nick_jid, cfg.anonymous)
+            self.presence = replace(self.presence, nick=nick)
         self.occupants = {}
         self.me = None
         loop = asyncio.get_running_loop()

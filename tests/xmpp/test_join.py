@@ -9,6 +9,7 @@ import pytest
 from slixmpp.exceptions import IqError
 from slixmpp.xmlstream import ET
 
+from tests.xmpp.fake_media import FakeMedia
 from tests.xmpp.harness import Leg
 from tests.xmpp.jicofo import JicofoEmulator
 from tests.xmpp.prosody import Prosody, prosody
@@ -23,7 +24,7 @@ from xmpp.errors import (
     RoomFull,
     RoomPasswordError,
 )
-from xmpp.participant import ParticipantState
+from xmpp.participant import ConferenceParticipant, ParticipantState
 
 pytestmark = pytest.mark.prosody
 
@@ -215,6 +216,22 @@ async def test_authenticated_login_with_tls_verification(
     real = room.occupants[participant.nick].real_jid
     assert real is not None and real.startswith(f"jigasi@{prosody_server.auth_domain}/")
     await leg.leave()
+    # A forced nick (Jigasi's SIP-user-as-resource option), for an authenticated login.
+    named = Leg(
+        prosody_server,
+        "authroom",
+        username=f"jigasi@{prosody_server.auth_domain}",
+        password=prosody_server.password("jigasi"),
+        server=verified,
+    )
+    named.participant.fixed_nick = "15550100"
+    await named.join()
+    assert named.participant.occupant_jid.endswith("/15550100")
+    await named.leave()
+    with pytest.raises(ValueError):
+        ConferenceParticipant(
+            named.participant.config, "r", nick="bad-nick", media_factory=FakeMedia
+        )
     bad = Leg(
         prosody_server,
         "authroom",
