@@ -127,6 +127,14 @@ class DrainConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """``[runtime]``: the process itself."""
+
+    # asyncio | uvloop | auto (uvloop when installed: pip install 'pygasi[fast]')
+    event_loop: str = "asyncio"
+
+
+@dataclass
 class GatewayConfig:
     sip: SipConfig = field(default_factory=SipConfig)
     inbound: InboundConfig = field(default_factory=InboundConfig)
@@ -135,3 +143,4 @@ class GatewayConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     drain: DrainConfig = field(default_factory=DrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
