@@ -73,6 +73,12 @@ class InboundConfig:
     mask_keep_digits: int = 4  # with mask_caller_id: the last N digits stay visible
     heartbeat_seconds: float = 0.0  # 0: off (jigasi.md §1.8)
     hangup_when_only_gateways: bool = True  # jigasi.md §1.9 ALLOW_ONLY_JIGASIS_IN_ROOM=false
+    # A caller still waiting for the focus's invite (alone in the room, jigasi.md §1.8) is
+    # answered after this many seconds and waits on; 0: never answered before the invite.
+    answer_alone_after: float = 15.0
+    # After the phone hangs up, our presence status shows why this long before we leave the
+    # room (jigasi.md §1.9: 5 s).
+    status_linger: float = 5.0
     rooms: dict[str, str] = field(default_factory=dict)  # called number -> room
 
 
@@ -88,6 +94,9 @@ class XmppConfig:
     password: str = ""
     tls_verify: bool = True
     ice_ports: str = "50000-59999"  # conference-leg ICE host candidates
+    # Addresses to offer ICE host candidates on; empty: every interface address (loopback
+    # excluded). E.g. ["127.0.0.1"] when the bridge runs on the same host.
+    ice_addresses: list[str] = field(default_factory=list)
     region: str = ""
     stats_id: str = ""
 
