@@ -197,7 +197,16 @@ class JitterBuffer:
         self._fifo_len = 0
         self._fifo_status = FrameStatus.SILENCE
         self._frame: PCM = np.zeros(self._frame_samples, dtype=np.int16)
+        self._fifo_head: PCM = self._fifo[: self._frame_samples]
         self._silence_out: PCM = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        self._silence_frame = JitterFrame(self._silence_out, FrameStatus.SILENCE, None, None)
+
+        # Per-packet and per-frame constants (the hot path reads them instead of recomputing).
+        self._resync_s = cfg.resync_ms / 1000.0
+        self._max_delay_s = cfg.max_delay_ms / 1000.0
+        self._shrink_step_ms = cfg.shrink_ms_per_s * self._frame_ms / 1000.0
+        self._desired_ms = self._desired_target()
+        self._dtx_aware = type(decoder).is_dtx is not Decoder.is_dtx
 
     # -- input -------------------------------------------------------------------------------
 
@@ -224,20 +233,31 @@ class JitterBuffer:
             raise MediaParseError(f"audio level {level} out of range")
         if not math.isfinite(arrival_time):
             raise MediaParseError("arrival time is not finite")
-        cfg = self.config
         stats = self.stats
         stats.received += 1
-        ext_seq = _extend(seq, self._max_seq, 16)
-        ext_ts = _extend(timestamp, self._max_ts, 32)
+        max_seq = self._max_seq
+        max_ts = self._max_ts
+        if max_seq is None or max_ts is None:
+            ext_seq, ext_ts = seq, timestamp
+        else:
+            # _extend(), inline: this runs for every packet.
+            delta = (seq - max_seq) & 0xFFFF
+            ext_seq = max_seq + (delta - 0x10000 if delta & 0x8000 else delta)
+            delta = (timestamp - max_ts) & 0xFFFFFFFF
+            ext_ts = max_ts + (delta - 0x100000000 if delta & 0x80000000 else delta)
         if ext_seq in self._seen:
             stats.duplicates += 1
             return
         self._remember(ext_seq)
-        self._max_seq = ext_seq if self._max_seq is None else max(self._max_seq, ext_seq)
-        self._max_ts = ext_ts if self._max_ts is None else max(self._max_ts, ext_ts)
+        if max_seq is None or ext_seq > max_seq:
+            self._max_seq = ext_seq
+        if max_ts is None or ext_ts > max_ts:
+            self._max_ts = ext_ts
 
-        silent = comfort_noise or (level is not None and level >= cfg.silence_level and not voice)
-        if not silent and not comfort_noise and payload:
+        silent = comfort_noise or (
+            level is not None and level >= self.config.silence_level and not voice
+        )
+        if not silent and payload and self._dtx_aware:
             silent = self.decoder.is_dtx(payload)
         packet = _Packet(
             ext_seq, ext_ts, bytes(payload), marker, level, silent, comfort_noise, arrival_time
@@ -247,12 +267,12 @@ class JitterBuffer:
             return
 
         transit = arrival_time - ext_ts / self._clock
-        if self._transit_count and abs(transit - self._fastest) > cfg.resync_ms / 1000.0:
+        if self._transit_count and abs(transit - self._fastest) > self._resync_s:
             # A packet whose timing disagrees with the whole window by more than a second: the
             # sender's clock jumped (or this is garbage). Keep it aside with the earlier outliers
             # that agree with it; three that agree, or a talk-spurt start during silence,
             # re-anchor playout on them.
-            limit = cfg.resync_ms / 1000.0
+            limit = self._resync_s
             kept = [
                 p
                 for p in self._outliers
@@ -271,7 +291,7 @@ class JitterBuffer:
 
         if ext_ts < self._played_until or (
             ext_ts < self._write_ts
-            and (self._talking or transit - self._fastest > cfg.max_delay_ms / 1000.0)
+            and (self._talking or transit - self._fastest > self._max_delay_s)
         ):
             stats.late += 1
             self._recent_late = 50
@@ -280,17 +300,23 @@ class JitterBuffer:
 
     def _remember(self, ext_seq: int) -> None:
         self._seen.add(ext_seq)
-        self._seen_order.append(ext_seq)
-        if len(self._seen_order) > self.config.duplicate_memory:
-            self._seen.discard(self._seen_order.popleft())
+        order = self._seen_order
+        order.append(ext_seq)
+        if len(order) > self.config.duplicate_memory:
+            self._seen.discard(order.popleft())
 
     def _insert(self, packet: _Packet) -> None:
-        if packet.ts in self._packets:
+        ts = packet.ts
+        if ts in self._packets:
             self.stats.duplicates += 1  # same timestamp under another sequence number
             return
-        self._packets[packet.ts] = packet
-        bisect.insort(self._order, packet.ts)
-        if len(self._order) > self.config.capacity:
+        self._packets[ts] = packet
+        order = self._order
+        if not order or ts > order[-1]:
+            order.append(ts)  # in order: the common case
+        else:
+            bisect.insort(order, ts)
+        if len(order) > self.config.capacity:
             # Keep the packets due soonest; the farthest one is the least useful.
             del self._packets[self._order.pop()]
             self.stats.dropped += 1
@@ -322,10 +348,14 @@ class JitterBuffer:
         self._update_window()
 
     def _add_transit(self, transit: float) -> None:
-        self._transit[self._transit_next] = transit
-        self._transit_next = (self._transit_next + 1) % len(self._transit)
-        self._transit_count = min(self._transit_count + 1, len(self._transit))
-        if self._transit_count == 1 or transit < self._fastest:
+        i = self._transit_next
+        self._transit[i] = transit
+        size = len(self._transit)
+        self._transit_next = i + 1 if i + 1 < size else 0
+        count = self._transit_count
+        if count < size:
+            count = self._transit_count = count + 1
+        if count == 1 or transit < self._fastest:
             self._fastest = transit
 
     def _update_window(self) -> None:
@@ -340,16 +370,18 @@ class JitterBuffer:
         part = self._scratch[: len(window)]
         part.partition(k)
         self._spread = float(part[k]) - self._fastest
+        self._desired_ms = self._desired_target()
 
     # -- output ------------------------------------------------------------------------------
 
     def pull(self, now: float) -> JitterFrame:
-        """The next 20 ms frame (48 kHz), to be called once per frame period at time `now`."""
+        """The next 20 ms frame (48 kHz), to be called once per frame period at time `now`.
+        `pcm` is a reused buffer, valid until the next pull()."""
         stats = self.stats
         self._pulls += 1
         if not self._started:
             stats.silence_frames += 1
-            return JitterFrame(self._silence_out, FrameStatus.SILENCE, None, None)
+            return self._silence_frame
         if self._pulls % 10 == 0:
             self._update_window()
         self._update_target()
@@ -357,16 +389,22 @@ class JitterBuffer:
             self._recent_late -= 1
 
         n = self._frame_samples
-        if self._fifo_len == 0:
-            self._drop_stale()
-        out_ts = self._write_ts - self._samples_to_ticks(self._fifo_len)
-        stats.current_delay_ms = self._delay_ms(now, out_ts)
-        error_ms = stats.current_delay_ms - self._target_ms
+        fifo_len = self._fifo_len
+        if fifo_len == 0:
+            order = self._order
+            if order and order[0] < self._write_ts:
+                self._drop_stale()
+            out_ts = self._write_ts
+        else:
+            out_ts = self._write_ts - self._samples_to_ticks(fifo_len)
+        delay_ms = stats.current_delay_ms = self._delay_ms(now, out_ts)
+        error_ms = delay_ms - self._target_ms
+        talking = self._talking
 
-        status: FrameStatus | None = self._fifo_status if self._fifo_len else None
+        status: FrameStatus | None = self._fifo_status if fifo_len else None
         level: int | None = None
-        if self._fifo_len == 0:
-            if not self._talking and self._steer_in_silence(error_ms):
+        if fifo_len == 0:
+            if not talking and self._steer_in_silence(error_ms):
                 # Held: one frame of silence without advancing the playout point.
                 stats.silence_frames += 1
                 if self._last is not None:
@@ -379,11 +417,36 @@ class JitterBuffer:
         # frame over target (any frame when it is far over), insert one when it is a frame
         # under and the audio is quiet or packets are arriving late anyway.
         drop = force = insert = False
-        if self._talking and self._pulls - self._last_adjust >= 3:
+        if talking and self._pulls - self._last_adjust >= 3:
             drop = error_ms > self._frame_ms
             force = error_ms > max(3 * self._frame_ms, self._target_ms)
             insert = error_ms < -self._frame_ms and (self._recent_late > 0 or self._last_quiet)
 
+        status, level = self._fill_fifo(n, status, drop, force, insert)
+        rest = self._fifo_len - n
+        if rest:
+            frame = self._frame
+            frame[:] = self._fifo[:n]
+            self._fifo[:rest] = self._fifo[n : self._fifo_len]
+        else:
+            frame = self._fifo_head  # read (and copied) by the resampler before the next write
+        self._fifo_len = rest
+        self._fifo_status = status
+        if status is FrameStatus.SILENCE:
+            stats.silence_frames += 1
+        if error_ms < -self._frame_ms and self._talking:
+            # Only needed when an insertion is pending: is what just played quiet?
+            self._last_quiet = self._meter.level(frame) >= self.config.quiet_level
+        else:
+            self._last_quiet = False
+        pcm = self._resampler.process(frame)
+        return JitterFrame(pcm, status, level, out_ts)
+
+    def _fill_fifo(
+        self, n: int, status: FrameStatus | None, drop: bool, force: bool, insert: bool
+    ) -> tuple[FrameStatus, int | None]:
+        """Produce pieces until the FIFO holds a frame; the frame's status and level."""
+        level: int | None = None
         while self._fifo_len < n:
             before = (self._fifo_len, self._write_ts)
             piece, piece_level = self._produce(n - self._fifo_len, drop, force, insert)
@@ -396,25 +459,7 @@ class JitterBuffer:
                 level = piece_level
             if (self._fifo_len, self._write_ts) == before:  # pragma: no cover - defensive
                 self._silence_piece(n - self._fifo_len, None)
-
-        if status is None:
-            status = FrameStatus.SILENCE
-        frame = self._frame
-        frame[:] = self._fifo[:n]
-        rest = self._fifo_len - n
-        if rest:
-            self._fifo[:rest] = self._fifo[n : self._fifo_len]
-        self._fifo_len = rest
-        self._fifo_status = status
-        if status is FrameStatus.SILENCE:
-            stats.silence_frames += 1
-        if error_ms < -self._frame_ms and self._talking:
-            # Only needed when an insertion is pending: is what just played quiet?
-            self._last_quiet = self._meter.level(frame) >= self.config.quiet_level
-        else:
-            self._last_quiet = False
-        pcm = self._resampler.process(frame)
-        return JitterFrame(pcm, status, level, out_ts)
+        return (FrameStatus.SILENCE if status is None else status), level
 
     # -- playout internals -------------------------------------------------------------------
 
@@ -455,7 +500,7 @@ class JitterBuffer:
                 self._adjusted = True
                 return None, None
             appended = self._append(pcm)
-            self._write_ts += self._samples_to_ticks(appended)
+            self._write_ts += appended * self._clock // self._rate  # _samples_to_ticks
             self._played_until = self._write_ts
             self._last = packet
             self._conceal_ticks = 0
@@ -585,9 +630,13 @@ class JitterBuffer:
             self.stats.late += 1
 
     def _pop_first_if(self, ts: int) -> None:
-        index = bisect.bisect_left(self._order, ts)
-        if index < len(self._order) and self._order[index] == ts:
-            self._order.pop(index)
+        order = self._order
+        if order and order[0] == ts:
+            del order[0]  # the packet at the playout point: the first one, normally
+        else:
+            index = bisect.bisect_left(order, ts)
+            if index < len(order) and order[index] == ts:
+                order.pop(index)
         del self._packets[ts]
 
     def _next_packet(self, inclusive: bool = False) -> _Packet | None:
@@ -600,9 +649,13 @@ class JitterBuffer:
 
     def _append(self, pcm: PCM) -> int:
         """Append to the FIFO; returns the samples taken (a packet over 140 ms is cut)."""
-        count = min(len(pcm), len(self._fifo) - self._fifo_len)
-        self._fifo[self._fifo_len : self._fifo_len + count] = pcm[:count]
-        self._fifo_len += count
+        start = self._fifo_len
+        count = len(pcm)
+        if count > len(self._fifo) - start:
+            count = len(self._fifo) - start
+            pcm = pcm[:count]
+        self._fifo[start : start + count] = pcm
+        self._fifo_len = start + count
         return count
 
     def _zero_frame(self) -> PCM:
@@ -614,18 +667,20 @@ class JitterBuffer:
         level = packet.level if packet.level is not None else self._meter.level(pcm)
         return level >= self.config.quiet_level
 
-    def _update_target(self) -> None:
+    def _desired_target(self) -> float:
+        """The target delay the current jitter spread asks for (changes with the window)."""
         cfg = self.config
-        desired = min(
-            cfg.max_delay_ms, max(cfg.min_delay_ms, self._spread * 1000.0 + cfg.margin_ms)
-        )
-        if desired > self._target_ms:
-            self._target_ms = desired
-        else:
-            step = cfg.shrink_ms_per_s * self._frame_ms / 1000.0
-            self._target_ms = max(desired, self._target_ms - step)
-        self.stats.target_delay_ms = self._target_ms
-        self.stats.jitter_ms = self._spread * 1000.0
+        return min(cfg.max_delay_ms, max(cfg.min_delay_ms, self._spread * 1000.0 + cfg.margin_ms))
+
+    def _update_target(self) -> None:
+        # Up at once, down by at most one step per frame.
+        desired = self._desired_ms
+        target = self._target_ms
+        target = desired if desired > target else max(desired, target - self._shrink_step_ms)
+        self._target_ms = target
+        stats = self.stats
+        stats.target_delay_ms = target
+        stats.jitter_ms = self._spread * 1000.0
 
     def _delay_ms(self, now: float, ts: int) -> float:
         """How long ago the audio at `ts` was due on the fastest path."""
