@@ -51,11 +51,12 @@ CODECS = {
 }
 
 
-def _context(codec: PhoneCodec, mode: str) -> av.CodecContext:
-    context = av.CodecContext.create(codec.ffmpeg, mode)
-    context.sample_rate = codec.sample_rate  # type: ignore[attr-defined]
-    context.layout = "mono"  # type: ignore[attr-defined]
-    context.format = "s16"  # type: ignore[attr-defined]
+def _context(codec: PhoneCodec, mode: str) -> av.AudioCodecContext:
+    context = av.AudioCodecContext.create(codec.ffmpeg, "w" if mode == "w" else "r")
+    assert isinstance(context, av.AudioCodecContext)
+    context.sample_rate = codec.sample_rate
+    context.layout = "mono"
+    context.format = "s16"
     if codec.name == "opus" and mode == "w":
         context.bit_rate = 32000
     return context
@@ -119,7 +120,7 @@ class RtpPhone(asyncio.DatagramProtocol):
             pcm = self._next_pcm()
             frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
             frame.sample_rate = codec.sample_rate
-            for packet in self._encoder.encode(frame):  # type: ignore[attr-defined]
+            for packet in self._encoder.encode(frame):
                 header = struct.pack(
                     "!BBHII",
                     0x80,
@@ -170,7 +171,7 @@ class RtpPhone(asyncio.DatagramProtocol):
         if payload_type != self.codec.payload_type or not payload:
             return
         try:
-            for frame in self._decoder.decode(av.Packet(payload)):  # type: ignore[attr-defined]
+            for frame in self._decoder.decode(av.Packet(payload)):
                 self.frames.append(frame.to_ndarray().reshape(-1).astype(np.int16))
         except av.FFmpegError:
             pass  # a corrupt frame counts as not heard

@@ -62,7 +62,7 @@ async def test_call_joins_the_room_with_audio_both_ways(
         assert call.room.jid == room_jid
         # Alone with one web participant: Jicofo does not invite, so the phone is not answered.
         await asyncio.sleep(1.0)
-        assert call.phase is Phase.WAITING and call.flow.answered_at is None
+        assert call.flow.answered_at is None
         assert call.call.state.value != "confirmed"
         occupant = sandbox.jicofo.room(ROOM).occupants[nick]
         assert occupant.display_name == "Alice Phone"
