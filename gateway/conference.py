@@ -24,6 +24,8 @@ from xmpp.transport_info import MediaSource
 
 log = logging.getLogger("pygasi.conference")
 
+JVB_OWNER = "jvb"
+
 
 class Conference:
     """The media of one room."""
@@ -48,7 +50,9 @@ class Conference:
     def add_sources(self, leg_id: Hashable, sources: Iterable[MediaSource]) -> None:
         signalled = self._signalled.setdefault(leg_id, set())
         for source in sources:
-            if source.media != "audio":
+            # The bridge's feedback source (owner "jvb", jvb-a0) carries RTCP only
+            # (jingle.md §3.1): no jitter buffer or decoder for it.
+            if source.media != "audio" or source.owner == JVB_OWNER:
                 continue
             signalled.add(source.ssrc)
             self.mixer.add_source(source.ssrc)  # None (ignored) for one of our own phones

@@ -9,9 +9,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.session import Phase
+from gateway.app import Gateway
+from gateway.call import InboundCall
+from gateway.session import Phase, Result
+from media.frame import SAMPLE_RATE
+from media.tones import analyse_mixture
 from tests.gateway.harness import (
     first_lines,
+    header,
+    json_bodies,
     only_call,
     running_gateway,
     sipp_call,
@@ -19,6 +25,7 @@ from tests.gateway.harness import (
     wait_until,
 )
 from tests.gateway.sandbox import Sandbox, gateway_config
+from tests.peers import SippResult
 from tests.phone import RtpPhone
 from tests.xmpp.prosody import Prosody, prosody
 
@@ -98,3 +105,308 @@ async def test_call_joins_the_room_with_audio_both_ways(
     assert texts[-1] == "Hung up"
     assert nick not in sandbox.jicofo.room(ROOM).occupants
     await phone.close()
+
+
+# -- helpers for the tests below ---------------------------------------------------------------
+
+
+async def connected_call(
+    prosody_server: Prosody, sandbox: Sandbox, gateway: Gateway, phone: RtpPhone
+) -> tuple[InboundCall, str]:
+    """Wait for the call SIPp placed to be answered with the room's two web participants in;
+    start the phone's RTP; return the call and its nick."""
+    call = await only_call(gateway)
+    await wait_until(lambda: call.phase is Phase.CONNECTED, what="answered")
+    assert call.media is not None and call.participant is not None
+    phone.start(("127.0.0.1", call.media.ports.rtp_port))
+    nick = call.participant.nick
+    await wait_until(
+        lambda: nick in sandbox.bridges and sandbox.bridges[nick].connected.is_set(),
+        what="bridge connected",
+    )
+    return call, nick
+
+
+async def two_web(sandbox: Sandbox) -> None:
+    await sandbox.add_web(ROOM, "a1a1a1a1", ALICE)
+    await sandbox.add_web(ROOM, "b2b2b2b2", BOB)
+
+
+def phone_heard_by_bridge(sandbox: Sandbox, call: InboundCall, since: int) -> frozenset[float]:
+    """The tones the bridge decoded from the leg's stream after frame ``since``."""
+    participant = call.participant
+    assert participant is not None
+    stream = sandbox.bridges[participant.nick].received.get(participant.local_ssrc)
+    if stream is None or len(stream.pcm) <= since:
+        return frozenset()
+    return analyse_mixture(stream.audio(since), SAMPLE_RATE, TONES).present
+
+
+def bridge_frames(sandbox: Sandbox, call: InboundCall) -> int:
+    participant = call.participant
+    assert participant is not None
+    stream = sandbox.bridges[participant.nick].received.get(participant.local_ssrc)
+    return 0 if stream is None else len(stream.pcm)
+
+
+def final_status(result: SippResult) -> str:
+    """The final response SIPp received to its INVITE."""
+    for line in first_lines(result.received()):
+        if line.startswith("SIP/2.0 ") and not line.startswith(("SIP/2.0 1",)):
+            return line.removeprefix("SIP/2.0 ")
+    raise AssertionError("no final response:\n" + result.messages)
+
+
+# -- rooms -------------------------------------------------------------------------------------
+
+
+async def test_password_room_and_lower_case_jigasi_header_names(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    await sandbox.jicofo.prepare_room(ROOM, password="s3cret")
+    await two_web(sandbox)
+    config = gateway_config(prosody_server)
+    phone = RtpPhone("PCMA", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        # Jigasi's header names, written in lower case by the trunk.
+        sipp = sipp_call(
+            gateway,
+            "dialin.xml",
+            phone=phone,
+            room_header="jitsi-conference-room",
+            extra=("jitsi-conference-room-pass", "s3cret"),
+            duration_ms=4000,
+        )
+        call, _ = await connected_call(prosody_server, sandbox, gateway, phone)
+        assert call.room.password == "s3cret"
+        assert call.room.source == "header"
+        mark = phone.mark()
+        await asyncio.sleep(2.0)
+        assert phone.heard(TONES, since=mark + 20).present == {ALICE, BOB}
+        result = await sipp
+    assert result.successful_calls == 1, result.stdout
+    await phone.close()
+
+
+async def test_wrong_password_and_missing_room_are_refused_with_the_reason(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    await sandbox.jicofo.prepare_room(ROOM, password="s3cret")
+    config = gateway_config(prosody_server)
+    async with running_gateway(config) as gateway:
+        wrong = await sipp_call(gateway, "dialin_refused.xml", extra=("X-Room-Pass", "guess"))
+        assert final_status(wrong) == "486 Wrong room password"
+        missing = await sipp_call(gateway, "dialin_refused.xml", room=None)
+        status = final_status(missing)
+        assert status.startswith("486 Busy Here (no room: no X-Room-Name or ")
+        (response,) = [m for m in missing.received() if m.startswith("SIP/2.0 486")]
+        warning = header(response, "Warning")
+        assert warning is not None and warning.startswith('399 pygasi "no room')
+        assert gateway.totals.calls_refused == 1
+    assert wrong.successful_calls == 1 and missing.successful_calls == 1
+
+
+async def test_a_did_in_inbound_rooms_reaches_its_room_without_a_header(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    await two_web(sandbox)
+    config = gateway_config(prosody_server, inbound={"rooms": {"+1 (555) 010-0000": ROOM}})
+    phone = RtpPhone("PCMU", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(
+            gateway, "dialin.xml", phone=phone, room=None, service="15550100000", duration_ms=3000
+        )
+        call, _ = await connected_call(prosody_server, sandbox, gateway, phone)
+        assert call.room.jid == f"{ROOM}@{prosody_server.muc_domain}"
+        assert call.room.source == "number"
+        result = await sipp
+    assert result.successful_calls == 1, result.stdout
+    await phone.close()
+
+
+# -- waiting and hanging up --------------------------------------------------------------------
+
+
+async def test_invite_timeout_408_unanswered_and_bye_with_reason_when_answered(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    """Alone in the room, nobody invites us: an unanswered call gets 408; one answered
+    to wait (answer_alone_after) gets a BYE with Reason SIP;cause=408."""
+    config = gateway_config(
+        prosody_server, inbound={"invite_timeout": 2.0, "answer_alone_after": 0.0}
+    )
+    async with running_gateway(config) as gateway:
+        result = await sipp_call(gateway, "dialin_refused.xml")
+        assert final_status(result) == "408 No invite from conference focus"
+    config = gateway_config(
+        prosody_server, inbound={"invite_timeout": 3.0, "answer_alone_after": 1.0}
+    )
+    async with running_gateway(config) as gateway:
+        result = await sipp_call(gateway, "dialin_wait_bye.xml")
+    assert result.successful_calls == 1, result.stdout
+    (bye,) = [m for m in result.received() if m.startswith("BYE ")]
+    assert header(bye, "Reason") == 'SIP;cause=408;text="No invite from conference focus"'
+
+
+async def test_kick_hangs_up_with_bye(prosody_server: Prosody, sandbox: Sandbox) -> None:
+    await two_web(sandbox)
+    config = gateway_config(prosody_server)
+    phone = RtpPhone("PCMU", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin_wait_bye.xml", phone=phone)
+        call, nick = await connected_call(prosody_server, sandbox, gateway, phone)
+        await sandbox.jicofo.kick(ROOM, nick, reason="spam")
+        result = await sipp
+        assert await asyncio.wait_for(call.wait_finished(), 5.0) is Result.COMPLETED
+    assert result.successful_calls == 1, result.stdout
+    (bye,) = [m for m in result.received() if m.startswith("BYE ")]
+    assert header(bye, "Reason") == 'SIP;cause=403;text="Kicked from the conference: spam"'
+    await phone.close()
+
+
+async def test_session_terminate_then_a_new_invite_keeps_the_call(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    await two_web(sandbox)
+    config = gateway_config(prosody_server, inbound={"status_linger": 0.5})
+    phone = RtpPhone("PCMU", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin.xml", phone=phone, duration_ms=12000)
+        call, nick = await connected_call(prosody_server, sandbox, gateway, phone)
+        # Jicofo ends the session (bridge restart, single-participant timeout...).
+        await sandbox.jicofo.terminate(ROOM, nick, "success", "bridge restart")
+        await wait_until(lambda: call.phase is Phase.ANSWERED_WAITING, what="waiting again")
+        assert not call.call.ended
+        # ... and invites again: audio comes back on the same phone call.
+        room = sandbox.jicofo.room(ROOM)
+        await sandbox.jicofo.invite(room, nick)
+        await wait_until(lambda: call.phase is Phase.CONNECTED, what="re-invited")
+        await wait_until(lambda: sandbox.bridges[nick].connected.is_set(), what="new bridge")
+        mark = phone.mark()
+        await asyncio.sleep(2.5)
+        assert phone.heard(TONES, since=mark + 25).present == {ALICE, BOB}
+        assert phone_heard_by_bridge(sandbox, call, 40) == {PHONE}
+        result = await sipp
+    assert result.successful_calls == 1, result.stdout
+    await phone.close()
+
+
+# -- SIP INFO and hold -------------------------------------------------------------------------
+
+
+async def test_info_mute_both_ways(prosody_server: Prosody, sandbox: Sandbox) -> None:
+    await two_web(sandbox)
+    config = gateway_config(prosody_server)
+    phone = RtpPhone("PCMU", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin_info.xml", phone=phone)
+        call, nick = await connected_call(prosody_server, sandbox, gateway, phone)
+        occupants = sandbox.jicofo.room(ROOM).occupants
+        # 1. The phone mutes itself: published, and the meeting no longer hears it.
+        await wait_until(lambda: occupants[nick].audio_muted is True, what="published muted")
+        frames = bridge_frames(sandbox, call)
+        await asyncio.sleep(1.0)
+        assert PHONE not in phone_heard_by_bridge(sandbox, call, frames)
+        # 3. ... and unmutes.
+        await wait_until(lambda: occupants[nick].audio_muted is False, what="unmuted")
+        await wait_until(lambda: not call.flow.user_muted, what="unmuted locally")
+        frames = bridge_frames(sandbox, call)
+        await asyncio.sleep(1.5)
+        assert phone_heard_by_bridge(sandbox, call, frames + 10) == {PHONE}
+        # 4. A moderator mutes the phone: the IVR is asked, says OK, and we publish muted.
+        answer = await sandbox.jicofo.mute(ROOM, nick, True, actor=f"{ROOM}/a1a1a1a1")
+        assert answer["type"] == "result"
+        await wait_until(lambda: occupants[nick].audio_muted is True, what="moderator mute")
+        assert call.flow.user_muted
+        result = await sipp
+    assert result.successful_calls == 1, result.stdout + result.errors
+    sent_by_gateway = json_bodies(result.received())
+    assert sent_by_gateway == [
+        {"type": "muteResponse", "id": "phone-1", "status": "OK", "data": {"audio": True}},
+        {"type": "muteResponse", "id": "phone-2", "status": "OK", "data": {"audio": False}},
+        {"type": "muteRequest", "id": sent_by_gateway[2]["id"], "data": {"audio": True}},
+    ]
+    # The invalid JSON got a 400 whose reason says why.
+    (bad,) = [m for m in result.received() if m.startswith("SIP/2.0 400")]
+    assert "JSON" in bad.splitlines()[0]
+    await phone.close()
+
+
+async def test_hold_is_answered_recvonly_and_shows_muted(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    await two_web(sandbox)
+    config = gateway_config(prosody_server)
+    phone = RtpPhone("PCMU", PHONE)  # the phone plays "hold music" (its tone) all along
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin_hold.xml", phone=phone)
+        call, nick = await connected_call(prosody_server, sandbox, gateway, phone)
+        occupants = sandbox.jicofo.room(ROOM).occupants
+        await wait_until(lambda: call.flow.held, timeout=10.0, what="on hold")
+        await wait_until(lambda: occupants[nick].audio_muted is True, what="muted on hold")
+        frames = bridge_frames(sandbox, call)
+        await asyncio.sleep(2.0)
+        assert PHONE not in phone_heard_by_bridge(sandbox, call, frames)
+        await wait_until(lambda: not call.flow.held, timeout=10.0, what="off hold")
+        await wait_until(lambda: occupants[nick].audio_muted is False, what="unmuted")
+        frames = bridge_frames(sandbox, call)
+        await asyncio.sleep(2.0)
+        assert phone_heard_by_bridge(sandbox, call, frames + 10) == {PHONE}
+        result = await sipp
+    assert result.successful_calls == 1, result.stdout + result.errors
+    answers = [m for m in result.received() if m.startswith("SIP/2.0 200") and "m=audio" in m]
+    assert len(answers) == 3
+    assert "a=recvonly" in answers[1] and "a=sendrecv" not in answers[1]
+    assert "a=sendrecv" in answers[2]
+    await phone.close()
+
+
+# -- two calls in one room ---------------------------------------------------------------------
+
+
+async def test_two_calls_in_one_room_hear_each_other_never_themselves(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    await two_web(sandbox)
+    config = gateway_config(prosody_server)
+    first, second = RtpPhone("PCMU", 1200.0), RtpPhone("PCMA", 1500.0)
+    tones = [ALICE, BOB, 1200.0, 1500.0]
+    await first.open()
+    await second.open()
+    async with running_gateway(config) as gateway:
+        sipp1 = sipp_call(gateway, "dialin.xml", phone=first, caller="+15550001", duration_ms=9000)
+        call1, _ = await connected_call(prosody_server, sandbox, gateway, first)
+        sipp2 = sipp_call(gateway, "dialin.xml", phone=second, caller="+15550002", duration_ms=6000)
+        await wait_until(lambda: len(gateway.calls) == 2, what="second call")
+        (call2,) = [c for c in gateway.calls.values() if c is not call1]
+        await wait_until(lambda: call2.phase is Phase.CONNECTED, what="second answered")
+        assert call2.media is not None
+        second.start(("127.0.0.1", call2.media.ports.rtp_port))
+        marks = first.mark(), second.mark()
+        await asyncio.sleep(3.0)
+        heard1 = analyse_mixture(first.audio(marks[0] + 25), 8000, tones).present
+        heard2 = analyse_mixture(second.audio(marks[1] + 25), 8000, tones).present
+        assert heard1 == {ALICE, BOB, 1500.0}
+        assert heard2 == {ALICE, BOB, 1200.0}
+        # One mixer for the room, and each web participant's stream decoded once in it.
+        assert len(gateway.conferences) == 1
+        (conference,) = gateway.conferences.rooms.values()
+        mixer = conference.mixer
+        web = {s.ssrc: s for s in mixer.sources}
+        fakes = sandbox.jicofo.room(ROOM).fakes
+        assert set(web) == {f.source.ssrc for f in fakes.values()}
+        for source in web.values():
+            # Both legs receive every web stream; one copy is decoded, the other dropped, and
+            # it is pulled (decoded) at most once per tick for the whole room.
+            assert source.stats.packets > 0 and source.stats.copies_ignored > 0
+            assert source.stats.frames_pulled <= mixer.stats.ticks
+        results = await asyncio.gather(sipp1, sipp2)
+    assert [r.successful_calls for r in results] == [1, 1]
+    await first.close()
+    await second.close()

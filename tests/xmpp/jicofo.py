@@ -670,14 +670,18 @@ class JicofoEmulator:
         emulated = self.room(room)
         invite = emulated.invites.pop(nick)
         invite.ended = True
-        await invite.bridge.close()
-        return await self.send_jingle(
-            room,
-            nick,
-            lambda iq: build_session_terminate(
-                iq["jingle"], sid=invite.sid, reason=JingleReason(condition, text)
-            ),
-        )
+        # Jicofo terminates the session, then expires the bridge endpoint: closing it first
+        # would make the leg see its DTLS close and end the session itself.
+        try:
+            return await self.send_jingle(
+                room,
+                nick,
+                lambda iq: build_session_terminate(
+                    iq["jingle"], sid=invite.sid, reason=JingleReason(condition, text)
+                ),
+            )
+        finally:
+            await invite.bridge.close()
 
     async def mute(self, room: str, nick: str, muted: bool = True, actor: str | None = None) -> Iq:
         """What Jicofo forwards after a moderator's request (§7): ``actor``, no ``jid``."""
