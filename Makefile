@@ -31,6 +31,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
+# A real SIP call (SIPp) through `pygasi run` into a local sandbox conference (Prosody and the
+# Jicofo + videobridge emulator from tests/); prints what happened, exits 0 when it all worked.
+demo: deps
+	$(PY) scripts/demo.py
+
 bench: deps
 	$(PY) bench/sip_parse.py
 	$(PY) bench/media.py

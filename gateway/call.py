@@ -64,7 +64,12 @@ from xmpp.errors import (
     XmppError,
 )
 from xmpp.media_api import MediaFactory
-from xmpp.participant import ConferenceParticipant, MuteRequested, SessionStarted
+from xmpp.participant import (
+    ConferenceParticipant,
+    MuteRequested,
+    SessionStarted,
+    SessionTerminated,
+)
 from xmpp.presence import Departure, Occupant
 from xmpp.transport_info import MediaSource
 
@@ -267,9 +272,15 @@ class InboundCall(AsyncIOEventEmitter):
             # The room starts everyone muted (jigasi.md §4.3 start muted): ask the IVR.
             self._run(self.flow.mute_requested_by_moderator(self.loop.time()))
 
-    def _on_session_terminated(self, ended: Any) -> None:
-        reason = getattr(ended, "reason", None)
-        self.log.info("conference session ended (%s): waiting for a new invite", reason)
+    def _on_session_terminated(self, ended: SessionTerminated) -> None:
+        reason = ended.reason
+        why = (
+            "" if reason is None else reason.condition + (f": {reason.text}" if reason.text else "")
+        )
+        if self.flow.phase in (Phase.ENDED, Phase.LEAVING):
+            self.log.info("conference session ended (%s)", why)
+        else:
+            self.log.info("conference session ended (%s): waiting for a new invite", why)
         self.session = None
         self._run(self.flow.session_ended(self.loop.time()))
 

@@ -63,12 +63,16 @@ def _context(codec: PhoneCodec, mode: str) -> av.AudioCodecContext:
 
 
 class RtpPhone(asyncio.DatagramProtocol):
-    """``await phone.open()``, then ``phone.start(remote)``; ``phone.heard(...)``."""
+    """``await phone.open()``, then ``phone.start(remote)`` (or ``latch=True``: the first
+    packet's source); ``phone.heard(...)``."""
 
-    def __init__(self, codec: str, tone_hz: float | None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, codec: str, tone_hz: float | None, host: str = "127.0.0.1", *, latch: bool = False
+    ) -> None:
         self.codec = CODECS[codec]
         self.tone_hz = tone_hz
         self.host = host
+        self.latch = latch  # start sending to where the first packet came from
         self.port = 0
         self.ssrc = 1 + secrets.randbelow(0xFFFFFFFE)
         self.transport: asyncio.DatagramTransport | None = None
@@ -162,7 +166,10 @@ class RtpPhone(asyncio.DatagramProtocol):
         payload = data[offset:]
         if data[0] & 0x20 and payload:
             payload = payload[: -payload[-1]]
-        self.received_from.add((str(addr[0]), int(addr[1])))
+        source = (str(addr[0]), int(addr[1]))
+        self.received_from.add(source)
+        if self.latch and self.remote is None:
+            self.start(source)  # symmetric RTP: answer where the gateway sends from
         self.payload_types.add(payload_type)
         self.packets += 1
         if payload_type == self.telephone_event_pt:
