@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import secrets
 import struct
+from collections import deque
 from dataclasses import dataclass
 
 import av
@@ -42,6 +43,9 @@ class PhoneCodec:
     def frame_ticks(self) -> int:
         return self.clock_rate // 50
 
+
+DTMF_PT = 101  # telephone-event/8000 in the scenarios' SDP
+EVENT_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 event codes 0-15
 
 CODECS = {
     "PCMU": PhoneCodec("PCMU", 0, "pcm_mulaw", 8000, 8000),
@@ -79,7 +83,9 @@ class RtpPhone(asyncio.DatagramProtocol):
         self.remote: tuple[str, int] | None = None
         self.received_from: set[tuple[str, int]] = set()
         self.payload_types: set[int] = set()
-        self.events: list[bytes] = []  # RFC 4733 payloads received
+        self.events: list[tuple[int, bytes]] = []  # RFC 4733 (timestamp, payload) received
+        # Per 20 ms tick: a telephone-event to send (code, duration, end) or None for audio.
+        self._dtmf: deque[tuple[int, int, bool] | None] = deque()
         self.frames: list[np.ndarray] = []  # decoded audio, at the codec's sample rate
         self.packets = 0
         self.sent = 0
@@ -117,30 +123,60 @@ class RtpPhone(asyncio.DatagramProtocol):
     async def _send_loop(self) -> None:
         loop = asyncio.get_running_loop()
         codec = self.codec
-        seq, timestamp, deadline = secrets.randbelow(0x10000), secrets.randbelow(1 << 32), 0.0
+        seq, timestamp = secrets.randbelow(0x10000), secrets.randbelow(1 << 32)
         deadline = loop.time()
         first = True
+        event_ts: int | None = None
         while True:
             pcm = self._next_pcm()
-            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-            frame.sample_rate = codec.sample_rate
-            for packet in self._encoder.encode(frame):
-                header = struct.pack(
-                    "!BBHII",
-                    0x80,
-                    (0x80 if first else 0) | codec.payload_type,
-                    seq,
-                    timestamp,
-                    self.ssrc,
-                )
-                if self.transport is not None and self.remote is not None:
-                    self.transport.sendto(header + bytes(packet), self.remote)
-                    self.sent += 1
-                first = False
-                seq = (seq + 1) & 0xFFFF
-                timestamp = (timestamp + codec.frame_ticks) & 0xFFFFFFFF
+            event = self._dtmf.popleft() if self._dtmf else None
+            if event is not None:
+                # RFC 4733 §2.5: the event replaces this tick's audio; all its packets carry
+                # the event's start timestamp, the first one the marker, the end is sent 3x.
+                code, duration, end = event
+                start = event_ts is None
+                event_ts = timestamp if event_ts is None else event_ts
+                payload = struct.pack("!BBH", code, (0x80 if end else 0) | 10, duration)
+                for copy in range(3 if end else 1):
+                    self._send(DTMF_PT, start and copy == 0, seq, event_ts, payload)
+                    seq = (seq + 1) & 0xFFFF
+                if end:
+                    event_ts = None
+            else:
+                frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+                frame.sample_rate = codec.sample_rate
+                for packet in self._encoder.encode(frame):
+                    self._send(codec.payload_type, first, seq, timestamp, bytes(packet))
+                    first = False
+                    seq = (seq + 1) & 0xFFFF
+            timestamp = (timestamp + codec.frame_ticks) & 0xFFFFFFFF
             deadline += 0.02
             await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+    def _send(self, payload_type: int, marker: bool, seq: int, timestamp: int, data: bytes) -> None:
+        header = struct.pack(
+            "!BBHII", 0x80, (0x80 if marker else 0) | payload_type, seq, timestamp, self.ssrc
+        )
+        if self.transport is not None and self.remote is not None:
+            self.transport.sendto(header + data, self.remote)
+            self.sent += 1
+
+    def send_dtmf(self, digits: str, ticks: int = 5) -> None:
+        """RFC 4733 events of ``ticks`` times 20 ms each, 60 ms of audio between digits."""
+        step = self.codec.frame_ticks
+        for digit in digits:
+            code = EVENT_DIGITS.index(digit.upper())
+            self._dtmf.extend((code, n * step, False) for n in range(1, ticks))
+            self._dtmf.append((code, ticks * step, True))
+            self._dtmf.extend([None, None, None])
+
+    def received_digits(self) -> str:
+        """The digits of the RFC 4733 events received (one per event timestamp)."""
+        digits: dict[int, str] = {}
+        for timestamp, payload in self.events:
+            if len(payload) >= 4 and payload[0] < len(EVENT_DIGITS):
+                digits.setdefault(timestamp, EVENT_DIGITS[payload[0]])
+        return "".join(digits.values())
 
     def _next_pcm(self) -> np.ndarray:
         samples = self.codec.frame_samples
@@ -173,7 +209,7 @@ class RtpPhone(asyncio.DatagramProtocol):
         self.payload_types.add(payload_type)
         self.packets += 1
         if payload_type == self.telephone_event_pt:
-            self.events.append(payload)
+            self.events.append((int.from_bytes(data[4:8], "big"), payload))
             return
         if payload_type != self.codec.payload_type or not payload:
             return

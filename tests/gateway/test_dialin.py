@@ -410,3 +410,66 @@ async def test_two_calls_in_one_room_hear_each_other_never_themselves(
     assert [r.successful_calls for r in results] == [1, 1]
     await first.close()
     await second.close()
+
+
+# -- DTMF --------------------------------------------------------------------------------------
+
+
+async def test_dtmf_rfc4733_both_ways(prosody_server: Prosody, sandbox: Sandbox) -> None:
+    """A web participant's key presses reach the phone as RFC 4733 events; the phone's own
+    events become the call's ``dtmf`` events (for the PIN IVR)."""
+    await two_web(sandbox)
+    config = gateway_config(prosody_server)
+    phone = RtpPhone("PCMU", PHONE)
+    phone.telephone_event_pt = 101
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin.xml", phone=phone, duration_ms=8000)
+        call, nick = await connected_call(prosody_server, sandbox, gateway, phone)
+        digits: list[tuple[str, str]] = []
+        call.on("dtmf", lambda digit, how: digits.append((digit, how)))
+        bridge = sandbox.bridges[nick]
+        (alice,) = [p for p in bridge.participants if p.endpoint_id == "a1a1a1a1"]
+        bridge.send_dtmf(alice, "19#*")
+        phone.send_dtmf("407#")
+        await wait_until(lambda: len(phone.received_digits()) >= 4, what="digits at the phone")
+        await wait_until(lambda: len(digits) >= 4, what="digits at the gateway")
+        assert phone.received_digits() == "19#*"
+        assert digits == [("4", "rfc4733"), ("0", "rfc4733"), ("7", "rfc4733"), ("#", "rfc4733")]
+        result = await sipp
+    assert result.successful_calls == 1, result.stdout
+    await phone.close()
+
+
+async def test_dtmf_by_info_without_telephone_event(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    await two_web(sandbox)
+    config = gateway_config(prosody_server)
+    phone = RtpPhone("PCMA", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin_dtmf_info.xml", phone=phone)
+        digits: list[tuple[str, str]] = []
+        (await only_call(gateway)).on("dtmf", lambda digit, how: digits.append((digit, how)))
+        call, nick = await connected_call(prosody_server, sandbox, gateway, phone)
+        assert call.media is not None and not call.media.telephone_events
+        bridge = sandbox.bridges[nick]
+        (bob,) = [p for p in bridge.participants if p.endpoint_id == "b2b2b2b2"]
+        bridge.send_dtmf(bob, "2580")
+        result = await sipp
+        assert digits == [("5", "info")]
+    assert result.successful_calls == 1, result.stdout + result.errors
+    relayed = [
+        m.split("\n\n", 1)[-1].strip() if "\n\n" in m else m.split("\r\n\r\n", 1)[-1].strip()
+        for m in result.received()
+        if m.startswith("INFO ") and "application/dtmf-relay" in m
+    ]
+    signals = [
+        line.split("=", 1)[1]
+        for body in relayed
+        for line in body.splitlines()
+        if line.startswith("Signal=")
+    ]
+    assert signals == ["2", "5", "8", "0"]
+    await phone.close()
