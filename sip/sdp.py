@@ -419,15 +419,22 @@ class MediaDescription(_Attributes):
         return tuple(_payload_type(fmt) for fmt in self.formats)
 
     def rtpmaps(self) -> dict[int, RtpMap]:
-        """rtpmap by payload type (the first one wins if a peer repeats one)."""
+        """rtpmap by payload type (the first one wins if a peer repeats one). Empty for a
+        non-RTP m-line: rtpmap maps RTP payload types only (RFC 4566 §6), and such lines are
+        not validated when parsed."""
         result: dict[int, RtpMap] = {}
+        if not self.is_rtp:
+            return result
         for value in self.values("rtpmap"):
             rtpmap = _parse_rtpmap(value or "")
             result.setdefault(rtpmap.payload_type, rtpmap)
         return result
 
     def fmtps(self) -> dict[int, Fmtp]:
+        """fmtp by payload type; empty for a non-RTP m-line (as `rtpmaps`)."""
         result: dict[int, Fmtp] = {}
+        if not self.is_rtp:
+            return result
         for value in self.values("fmtp"):
             fmtp = _parse_fmtp(value or "")
             result.setdefault(fmtp.payload_type, fmtp)
