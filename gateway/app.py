@@ -309,7 +309,9 @@ class Gateway:
         assert self.ua is not None
         account = self.config.sip.account
         aor = parse_uri(account.uri)
-        registrar = _target_uri(account.registrar, aor.host, account.transport)
+        # The AOR's host (and port, when it has one) unless a registrar is configured.
+        home = f"{aor.host}:{aor.port}" if aor.port else aor.host
+        registrar = _target_uri(account.registrar, home, account.transport)
         assert registrar is not None  # the AOR's host at least
         proxy = _target_uri(account.outbound_proxy, None, account.transport)
         config = RegistrationConfig(aor=aor, registrar=registrar, expires=account.expires)
