@@ -176,6 +176,7 @@ class Gateway:
             participant_config=self.participant_config,
             media_factory=self._media_factory or self._conference_media,
             metrics=self.metrics,
+            translator=config.sip.translator,
         )
         log.info(
             "SIP on %s (%s), RTP ports %s, SDP address %s",

@@ -101,6 +101,7 @@ class CallServices:
     metrics: CallMetrics | None = None
     pipeline_config: PipelineConfig | None = None
     focus_nick: str = "focus"
+    translator: bool = False  # [sip] translator: forward Opus without mixing when negotiated
 
 
 def reason_text(header: str | None) -> str | None:
@@ -187,6 +188,7 @@ class InboundCall(AsyncIOEventEmitter):
                 offer_config=services.offer_config,
                 now=now,
                 pipeline_config=services.pipeline_config,
+                translator=services.translator,
             )
         except PortsExhaustedError as exc:
             self._refuse(503, "No RTP port free", Result.FAILED, str(exc))
@@ -369,11 +371,6 @@ class InboundCall(AsyncIOEventEmitter):
         media.negotiated(stream, self.loop.time())
         if media.held != was_held:
             self.log.info("call %s hold", "put on" if media.held else "taken off")
-        if media.conference is None and self.flow.phase.answered and self.participant:
-            # A late offer: the answer came with the ACK, after we answered.
-            media.attach(
-                self.services.conferences, self.room.jid, self, self.participant.local_ssrc
-            )
         self._run(self.flow.hold(media.held))
 
     def _on_info(self, request: InfoRequest) -> None:

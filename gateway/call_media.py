@@ -33,6 +33,7 @@ from media.rtp import RtpPacket
 from media.rtp_session import Direction as RtpDirection
 from media.rtp_session import RtpSessionConfig
 from media.srtp import SrtpConfig
+from media.translator_pipeline import TranslatorPipeline
 from sip.offer_answer import MediaNegotiator, NegotiatedStream, OfferAnswerConfig
 from xmpp.media_api import MediaTransport
 from xmpp.transport_info import MediaSource
@@ -94,8 +95,13 @@ class CallMedia:
         offer_config: OfferAnswerConfig,
         now: float,
         pipeline_config: PipelineConfig | None = None,
+        translator: bool = False,
     ) -> None:
         self.allocator = allocator
+        # Translator mode (design.md): Opus forwarded both ways without decoding for the mix;
+        # used when the phone side negotiated Opus, else the call is mixed as usual.
+        self.translator_mode = translator
+        self.translator: TranslatorPipeline | None = None
         # RFC 3550 §11: an even/odd pair; with rtcp-mux the odd one simply stays unused.
         self.ports = allocator.allocate(now, rtcp_mux=False, host=host)
         self.negotiator = MediaNegotiator(
@@ -110,6 +116,7 @@ class CallMedia:
         self.local_ssrc = 0
         self.conferences: Conferences | None = None
         self.conference: Conference | None = None
+        self.room = ""
         self.leg_id: Hashable | None = None
         self.transport: MediaTransport | None = None
         self.on_dtmf: Callable[[str], None] | None = None
@@ -124,38 +131,69 @@ class CallMedia:
         if self.closed:
             return
         previous, self.stream = self.stream, stream
-        pipeline = self.pipeline
-        if pipeline is not None and previous is not None and _same_format(previous, stream):
-            pipeline.set_remote(stream.remote_address, stream.remote_port, stream.remote_rtcp_port)
-            pipeline.rtp.set_direction(RtpDirection(stream.direction.value))
+        current = self.pipeline or self.translator
+        if current is not None and previous is not None and _same_format(previous, stream):
+            current.set_remote(stream.remote_address, stream.remote_port, stream.remote_rtcp_port)
+            current.rtp.set_direction(RtpDirection(stream.direction.value))
             return
-        if pipeline is not None:
+        if current is not None:
             log.info("codec changed to %s: new pipeline on the same ports", stream.codec.name)
-            self._detach()
-            pipeline.close(now, "codec changed")
-        self.pipeline = self._build(stream, now)
-        if self.conference is not None and self.leg_id is not None:
-            self._attach(self.conference, self.leg_id)
+            self._close_pipelines(now, "codec changed")
+        if self.translator_mode and stream.codec.name == "opus":
+            self.translator = self._build_translator(stream, now)
+        else:
+            self.pipeline = self._build(stream, now)
+        self._attach()
 
-    def _build(self, stream: NegotiatedStream, now: float) -> CallPipeline:
-        from media.pipeline import CallPipeline
-
+    def _session_config(self, stream: NegotiatedStream) -> RtpSessionConfig:
         codec = stream.codec
         te = stream.telephone_event
-        extra = frozenset({codec.recv_payload_type}) - {codec.payload_type}
         srtp = None
         if stream.srtp is not None:
             srtp = SrtpConfig(stream.srtp.suite, stream.srtp.local_key, stream.srtp.remote_key)
-        session = RtpSessionConfig(
+        return RtpSessionConfig(
             payload_type=codec.payload_type,
             clock_rate=codec.clock_rate,
             ptime_ms=stream.ptime,
-            extra_payload_types=extra,
+            extra_payload_types=frozenset({codec.recv_payload_type}) - {codec.payload_type},
             telephone_event_pt=te.payload_type if te is not None else None,
             telephone_event_clock_rate=te.clock_rate if te is not None else None,
             rtcp_mux=stream.rtcp_mux,
             srtp=srtp,
         )
+
+    def _build_translator(self, stream: NegotiatedStream, now: float) -> TranslatorPipeline:
+        translator = TranslatorPipeline(
+            self._session_config(stream),
+            cast(PortAllocator, _Reserved(self.ports)),
+            now,
+            self._send_up_raw,
+            config=self.pipeline_config,
+            host=self.ports.host,
+        )
+        translator.set_remote(stream.remote_address, stream.remote_port, stream.remote_rtcp_port)
+        translator.rtp.set_direction(RtpDirection(stream.direction.value))
+        translator.rtp.on_dtmf = self._dtmf
+        translator.gated = self.gated
+        return translator
+
+    def _close_pipelines(self, now: float, reason: str | None) -> None:
+        self._detach()
+        pipeline, self.pipeline = self.pipeline, None
+        translator, self.translator = self.translator, None
+        for each in (pipeline, translator):
+            if each is None:
+                continue
+            try:
+                each.close(now, reason)
+            except Exception:  # closing must finish
+                log.exception("closing the pipeline")
+
+    def _build(self, stream: NegotiatedStream, now: float) -> CallPipeline:
+        from media.pipeline import CallPipeline
+
+        codec = stream.codec
+        session = self._session_config(stream)
         self.uplink = ConferenceUplink(
             self.local_ssrc, self._send_up, payload_type=OPUS_PT, audio_level_id=_LEVEL_ID
         )
@@ -191,32 +229,53 @@ class CallMedia:
     def attach(
         self, conferences: Conferences, room: str, leg_id: Hashable, local_ssrc: int
     ) -> None:
-        """The call is answered: the phone joins the room's mixer (``local_ssrc``: the SSRC
-        our conference leg sends the phone's audio on)."""
-        if self.closed or self.conference is not None:
+        """The call is answered: the phone joins the room's mixer, or in translator mode the
+        clock (``local_ssrc``: the SSRC our conference leg sends the phone's audio on)."""
+        if self.closed or self.leg_id is not None:
             return
         self.conferences = conferences
-        self.conference = conferences.get(room)
+        self.room = room
         self.leg_id = leg_id
-        self.conference.join(leg_id)
         self._set_ssrc(local_ssrc)
-        if self.pipeline is not None:
-            self._attach(self.conference, leg_id)
+        self._attach()
 
-    def _attach(self, conference: Conference, leg_id: Hashable) -> None:
-        assert self.pipeline is not None and self.gate is not None
-        leg = self.pipeline.attach(conference.mixer, leg_id)
+    def _attach(self) -> None:
+        conferences, leg_id = self.conferences, self.leg_id
+        if conferences is None or leg_id is None:
+            return  # not answered yet
+        if self.translator is not None:
+            # No mixing: the translator is ticked by the clock on its own.
+            conferences.clock.add(self.translator)
+            return
+        if self.pipeline is None or self.gate is None:
+            return  # a late offer: the pipeline comes with the answer in the ACK
+        if self.conference is None:
+            self.conference = conferences.get(self.room)
+            self.conference.join(leg_id)
+        # The uplink's SSRC is marked as ours in the mixer (its bridge copies are ignored).
+        leg = self.pipeline.attach(self.conference.mixer, leg_id)
         leg.phone = self.gate
 
     def _detach(self) -> None:
         if self.pipeline is not None:
             self.pipeline.detach()
+        if self.translator is not None and self.conferences is not None:
+            self.conferences.clock.remove(self.translator)
 
     def bind(self, transport: MediaTransport, local_ssrc: int, sources: list[MediaSource]) -> None:
         """A conference session started: its transport takes the phone's Opus, and the room's
         mixer takes its remote sources' packets."""
         self.transport = transport
         self._set_ssrc(local_ssrc)
+        translator = self.translator
+        if translator is not None:
+            forward = translator.forward
+
+            def to_phone(source: MediaSource, packet: RtpPacket, arrival: float) -> None:
+                forward(source.owner or source.ssrc, packet, arrival)
+
+            transport.on_packet = to_phone
+            return
         conference, leg_id = self.conference, self.leg_id
         if conference is not None and leg_id is not None:
             conference.add_sources(leg_id, sources)
@@ -236,6 +295,9 @@ class CallMedia:
             self.conference.add_sources(self.leg_id, sources)
 
     def sources_removed(self, sources: tuple[MediaSource, ...]) -> None:
+        if self.translator is not None:
+            for source in sources:
+                self.translator.remove_talker(source.owner or source.ssrc)
         if self.conference is not None:
             self.conference.remove_sources(self.leg_id, [s.ssrc for s in sources])
 
@@ -253,6 +315,13 @@ class CallMedia:
                 mixer.unmark_own_ssrc(old)
             if self.pipeline is not None and self.pipeline.mixer is mixer:
                 mixer.mark_own_ssrc(ssrc, self.leg_id)
+
+    def _send_up_raw(
+        self, payload: bytes, timestamp: int, marker: bool, level: int | None, voice: bool
+    ) -> None:
+        """Translator mode: the phone's own Opus to the conference."""
+        if self.transport is not None:
+            self.transport.send_audio(payload, timestamp, marker=marker, level=level, voice=voice)
 
     def _send_up(self, packet: RtpPacket) -> None:
         transport = self.transport
@@ -275,14 +344,17 @@ class CallMedia:
             self.gate.closed = closed
         if self.uplink is not None:
             self.uplink.muted = closed
+        if self.translator is not None:
+            self.translator.gated = closed
 
     def send_dtmf(self, digit: str) -> bool:
         """RFC 4733 towards the phone when telephone-event was negotiated; False otherwise
         (the caller then sends INFO)."""
-        if self.pipeline is None or not self.telephone_events:
+        current = self.pipeline or self.translator
+        if current is None or not self.telephone_events:
             return False
         try:
-            self.pipeline.rtp.send_dtmf(digit)
+            current.rtp.send_dtmf(digit)
         except ValueError:
             return False
         return True
@@ -295,9 +367,10 @@ class CallMedia:
 
     def rtp_report(self) -> tuple[int, float] | None:
         """(packets lost since the last report, current jitter in ms) of the phone's stream."""
-        if self.pipeline is None:
+        current = self.pipeline or self.translator
+        if current is None:
             return None
-        stats = self.pipeline.rtp.receiver_stats
+        stats = current.rtp.receiver_stats
         if stats is None:
             return None
         lost = stats.cumulative_lost
@@ -306,7 +379,8 @@ class CallMedia:
 
     @property
     def last_received(self) -> float | None:
-        return None if self.pipeline is None else self.pipeline.rtp.counters.last_received
+        current = self.pipeline or self.translator
+        return None if current is None else current.rtp.counters.last_received
 
     # -- the end ---------------------------------------------------------------------------------
 
@@ -316,12 +390,7 @@ class CallMedia:
             return
         self.closed = True
         self.unbind()
-        pipeline, self.pipeline = self.pipeline, None
-        if pipeline is not None:
-            try:
-                pipeline.close(now, reason)
-            except Exception:  # closing must finish
-                log.exception("closing the pipeline")
+        self._close_pipelines(now, reason)
         if self.conferences is not None and self.conference is not None:
             self.conferences.release(self.conference, self.leg_id)
         self.conference = None

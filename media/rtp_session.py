@@ -121,6 +121,7 @@ class RtpSessionCounters:
     relatches: int = 0
     dtmf_received: int = 0
     dtmf_sent: int = 0
+    forwarded: int = 0  # translator mode: other sources' packets sent as they are
     byes_received: int = 0
     socket_errors: int = 0
     internal_errors: int = 0
@@ -316,6 +317,25 @@ class RtpSessionCore:
             self._need_marker = False
         self._send_rtp(self.config.payload_type, payload, marker, ts, now)
         self.sender_stats.on_sent(len(payload), ts, now)
+
+    def forward(self, packet: RtpPacket, now: float) -> bool:
+        """Send another source's packet with its own SSRC, sequence and timestamp (an RTP
+        translator, RFC 3550 §7.1: translator mode sends one SSRC per conference talker and
+        the trunk mixes). Hold and latching apply as for our own stream; SRTP protects it
+        (the outbound policy takes any SSRC). True when it was sent."""
+        dest = self.rtp_destination
+        if self.closed or dest is None or not self.direction.sends:
+            return False
+        data = packet.serialize()
+        if self._srtp is not None:
+            try:
+                data = self._srtp.protect(data)
+            except SrtpError:
+                self.counters.srtp_protect_failures += 1
+                return False
+        self._transmit(CHANNEL_RTP, data, dest)
+        self.counters.forwarded += 1
+        return True
 
     def send_dtmf(self, digits: str, duration_ms: int | None = None) -> None:
         """Queue RFC 4733 digits; they replace the audio frames of the next ticks on the

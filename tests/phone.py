@@ -91,7 +91,8 @@ class RtpPhone(asyncio.DatagramProtocol):
         self.sent = 0
         self.muted = False  # send silence instead of the tone
         self._encoder = _context(self.codec, "w")
-        self._decoder = _context(self.codec, "r")
+        self._decoders: dict[int, av.AudioCodecContext] = {}  # one per SSRC received
+        self.ssrc_frames: dict[int, list[np.ndarray]] = {}  # decoded audio per SSRC
         self._task: asyncio.Task[None] | None = None
         self._generator = (
             ToneGenerator(tone_hz, sample_rate=self.codec.sample_rate) if tone_hz else None
@@ -213,9 +214,16 @@ class RtpPhone(asyncio.DatagramProtocol):
             return
         if payload_type != self.codec.payload_type or not payload:
             return
+        ssrc = int.from_bytes(data[8:12], "big")
+        decoder = self._decoders.get(ssrc)
+        if decoder is None:
+            decoder = self._decoders[ssrc] = _context(self.codec, "r")
+            self.ssrc_frames[ssrc] = []
         try:
-            for frame in self._decoder.decode(av.Packet(payload)):
-                self.frames.append(frame.to_ndarray().reshape(-1).astype(np.int16))
+            for frame in decoder.decode(av.Packet(payload)):
+                pcm = frame.to_ndarray().reshape(-1).astype(np.int16)
+                self.frames.append(pcm)
+                self.ssrc_frames[ssrc].append(pcm)
         except av.FFmpegError:
             pass  # a corrupt frame counts as not heard
 
@@ -229,6 +237,19 @@ class RtpPhone(asyncio.DatagramProtocol):
 
     def heard(self, candidates: list[float], since: int = 0) -> MixtureAnalysis:
         return analyse_mixture(self.audio(since), self.codec.sample_rate, candidates)
+
+    def heard_per_ssrc(
+        self, candidates: list[float], skip: int = 25
+    ) -> dict[int, frozenset[float]]:
+        """Translator mode: what each received SSRC carries, decoded on its own (a trunk that
+        mixes does the same)."""
+        return {
+            ssrc: analyse_mixture(
+                np.concatenate(frames[skip:]), self.codec.sample_rate, candidates
+            ).present
+            for ssrc, frames in self.ssrc_frames.items()
+            if len(frames) > skip
+        }
 
 
 __all__ = ["CODECS", "PhoneCodec", "RtpPhone"]

@@ -34,6 +34,34 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
         await gateway.stop()
 
 
+def phone_keys(
+    *,
+    room: str | None = "sandbox",
+    room_header: str = "X-Room-Name",
+    extra: tuple[str, str] = ("X-Test", "1"),
+    phone: RtpPhone | None = None,
+    codec: str = "PCMU",
+    caller: str = "+15551234567",
+    caller_name: str = "Alice Phone",
+) -> list[str]:
+    """The ``-key`` arguments of the dial-in scenarios (tests/gateway/scenarios)."""
+    spec = CODECS[phone.codec.name if phone is not None else codec]
+    keys = {
+        "room_header": room_header if room is not None else "X-Nothing",
+        "room": room if room is not None else "-",
+        "extra_header": extra[0],
+        "extra_value": extra[1],
+        "caller": caller,
+        "caller_name": caller_name,
+        "phone_port": str(phone.port if phone is not None else 9),
+        "pt": str(spec.payload_type),
+        "rtpmap": spec.rtpmap,
+        # RFC 4733 §2.1: events on the audio codec's clock (48 kHz beside Opus).
+        "te_rate": "48000" if spec.name == "opus" else "8000",
+    }
+    return [arg for key, value in keys.items() for arg in ("-key", key, value)]
+
+
 def sipp_call(
     gateway: Gateway,
     scenario: str,
@@ -51,27 +79,20 @@ def sipp_call(
     args: Sequence[str] = (),
 ) -> asyncio.Task[SippResult]:
     """Run a dial-in scenario (tests/gateway/scenarios) against the gateway in a task."""
-    spec = CODECS[phone.codec.name if phone is not None else codec]
-    keys = {
-        "room_header": room_header if room is not None else "X-Nothing",
-        "room": room if room is not None else "-",
-        "extra_header": extra[0],
-        "extra_value": extra[1],
-        "caller": caller,
-        "caller_name": caller_name,
-        "phone_port": str(phone.port if phone is not None else 9),
-        "pt": str(spec.payload_type),
-        "rtpmap": spec.rtpmap,
-    }
-    key_args: list[str] = []
-    for key, value in keys.items():
-        key_args += ["-key", key, value]
-    target = gateway.config.sip.listen
+    keys = phone_keys(
+        room=room,
+        room_header=room_header,
+        extra=extra,
+        phone=phone,
+        codec=codec,
+        caller=caller,
+        caller_name=caller_name,
+    )
     return asyncio.ensure_future(
         run_sipp(
             str(SCENARIOS / scenario),
-            target,
-            args=[*key_args, "-s", service, "-d", str(duration_ms), *args],
+            gateway.config.sip.listen,
+            args=[*keys, "-s", service, "-d", str(duration_ms), *args],
             timeout=timeout,
         )
     )
@@ -152,6 +173,7 @@ def header(message: str, name: str) -> str | None:
 __all__ = [
     "json_bodies",
     "only_call",
+    "phone_keys",
     "presences_from",
     "running_gateway",
     "sipp_call",

@@ -32,10 +32,10 @@ import pytest
 from gateway.config import GatewayConfig
 from media.frame import SAMPLE_RATE
 from media.tones import analyse_mixture
-from tests.gateway.harness import SCENARIOS, first_lines, header
+from tests.gateway.harness import SCENARIOS, first_lines, header, phone_keys
 from tests.gateway.sandbox import Sandbox, gateway_config
 from tests.peers import SippResult, free_port, run_sipp
-from tests.phone import CODECS, RtpPhone
+from tests.phone import RtpPhone
 from tests.xmpp.prosody import Prosody, prosody
 
 pytestmark = [pytest.mark.prosody, pytest.mark.sipp, pytest.mark.slow, pytest.mark.timeout(60)]
@@ -264,21 +264,7 @@ def sipp(
 ) -> asyncio.Task[SippResult]:
     """A SIPp dial-in scenario (tests/gateway/scenarios) to ``ROOM`` at the gateway's SIP
     address, in a task (the keys `tests.gateway.harness.sipp_call` passes)."""
-    spec = CODECS[phone.codec.name if phone is not None else "PCMU"]
-    keys = {
-        "room_header": "X-Room-Name",
-        "room": ROOM,
-        "extra_header": "X-Test",
-        "extra_value": "1",
-        "caller": caller,
-        "caller_name": "Alice Phone",
-        "phone_port": str(phone.port if phone is not None else 9),
-        "pt": str(spec.payload_type),
-        "rtpmap": spec.rtpmap,
-    }
-    key_args: list[str] = []
-    for key, value in keys.items():
-        key_args += ["-key", key, value]
+    key_args = phone_keys(room=ROOM, phone=phone, caller=caller)
     return asyncio.ensure_future(
         run_sipp(
             str(SCENARIOS / scenario),

@@ -474,3 +474,54 @@ async def test_dtmf_by_info_without_telephone_event(
     ]
     assert signals == ["2", "5", "8", "0"]
     await phone.close()
+
+
+# -- translator mode ---------------------------------------------------------------------------
+
+
+async def test_translator_mode_forwards_each_talker_on_its_own_ssrc(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    """[sip] translator with Opus on the phone side: each web talker's Opus reaches the phone
+    on an SSRC of its own (the trunk mixes), nothing is mixed or re-encoded, the phone's Opus
+    reaches the meeting with levels, and DTMF and mute still work."""
+    await two_web(sandbox)
+    config = gateway_config(prosody_server, sip={"translator": True})
+    phone = RtpPhone("opus", PHONE)
+    phone.telephone_event_pt = 101
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin_info.xml", phone=phone)
+        call, nick = await connected_call(prosody_server, sandbox, gateway, phone)
+        media = call.media
+        assert media is not None and media.translator is not None and media.pipeline is None
+        assert len(gateway.conferences) == 0  # no room mixer at all
+        occupants = sandbox.jicofo.room(ROOM).occupants
+        # The phone mutes itself by INFO (dialin_info.xml): the meeting stops hearing it.
+        await wait_until(lambda: occupants[nick].audio_muted is True, what="published muted")
+        frames = bridge_frames(sandbox, call)
+        await asyncio.sleep(1.5)
+        assert PHONE not in phone_heard_by_bridge(sandbox, call, frames + 10)
+        await wait_until(lambda: not call.flow.user_muted, what="unmuted")
+        frames = bridge_frames(sandbox, call)
+        await asyncio.sleep(1.5)
+        assert phone_heard_by_bridge(sandbox, call, frames + 10) == {PHONE}
+        participant = call.participant
+        assert participant is not None
+        stream = sandbox.bridges[nick].received[participant.local_ssrc]
+        levels = [lv for lv in stream.levels[-25:] if lv is not None]
+        assert levels and max(lv.level for lv in levels) < 40  # the phone's -10 dBFS tone
+        # One SSRC per talker, each carrying exactly its talker; never the phone itself.
+        heard = phone.heard_per_ssrc(TONES)
+        assert sorted(sorted(tones) for tones in heard.values() if tones) == [[ALICE], [BOB]]
+        bridge = sandbox.bridges[nick]
+        (alice,) = [p for p in bridge.participants if p.endpoint_id == "a1a1a1a1"]
+        bridge.send_dtmf(alice, "7")
+        await wait_until(lambda: phone.received_digits() == "7", what="DTMF to the phone")
+        # The moderator's mute (the scenario's last step) works in translator mode too.
+        await sandbox.jicofo.mute(ROOM, nick, True)
+        await wait_until(lambda: call.flow.user_muted, what="moderator mute")
+        result = await sipp
+    assert result.successful_calls == 1, result.stdout + result.errors
+    assert media.translator is None  # closed with the call
+    await phone.close()

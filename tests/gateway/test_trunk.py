@@ -31,11 +31,11 @@ from sip.registration import Registration, RegistrationState
 from sip.transport import ListenSpec
 from sip.ua import CallFailedError, UAConfig, UserAgent
 from sip.uri import parse_uri
-from tests.gateway.harness import first_lines, only_call, running_gateway, wait_until
+from tests.gateway.harness import first_lines, only_call, phone_keys, running_gateway, wait_until
 from tests.gateway.sandbox import Sandbox, gateway_config
 from tests.kamailio import HOST, PASSWORD, Kamailio, kamailio
 from tests.peers import SippResult, free_port, run_sipp
-from tests.phone import CODECS, RtpPhone
+from tests.phone import RtpPhone
 from tests.xmpp.prosody import Prosody, prosody
 
 pytestmark = [
@@ -143,21 +143,7 @@ def trunk_call(
     kam: Kamailio, phone: RtpPhone, *, duration_ms: int, timeout: float = 30.0
 ) -> asyncio.Task[SippResult]:
     """SIPp calls the gateway's AOR at Kamailio (trunk_dialin.xml) with X-Room-Name."""
-    spec = CODECS[phone.codec.name]
-    keys = {
-        "room_header": "X-Room-Name",
-        "room": ROOM,
-        "extra_header": "X-Test",
-        "extra_value": "trunk",
-        "caller": "+15551234567",
-        "caller_name": "Alice Phone",
-        "phone_port": str(phone.port),
-        "pt": str(spec.payload_type),
-        "rtpmap": spec.rtpmap,
-    }
-    key_args: list[str] = []
-    for key, value in keys.items():
-        key_args += ["-key", key, value]
+    key_args = phone_keys(room=ROOM, extra=("X-Test", "trunk"), phone=phone)
     return asyncio.ensure_future(
         run_sipp(
             str(SCENARIO),

@@ -52,6 +52,33 @@ def rtp_of(sent: Sent) -> list[RtpPacket]:
     return [RtpPacket.parse(d) for ch, d, _ in sent if ch == CHANNEL_RTP]
 
 
+def test_core_forward_sends_other_sources_as_they_are_and_respects_hold() -> None:
+    """Translator mode (RFC 3550 §7.1): another talker's packet keeps its SSRC, sequence and
+    timestamp; nothing goes out while the phone holds us (we answered recvonly)."""
+    s, sent = core()
+    talker = RtpPacket(111, 4242, 960_000, 0xBEEF, b"opus", marker=True)
+    assert s.forward(talker, 0.0)
+    (out,) = rtp_of(sent)
+    assert (out.ssrc, out.sequence, out.timestamp, out.marker, out.payload) == (
+        0xBEEF, 4242, 960_000, True, b"opus"
+    )  # fmt: skip
+    assert s.counters.forwarded == 1 and s.counters.packets_sent == 0
+    s.set_direction(Direction.RECVONLY)
+    assert not s.forward(talker, 0.02)
+    assert len(sent) == 1
+
+
+def test_core_forward_is_srtp_protected() -> None:
+    keys = (generate_key(), generate_key())
+    s, sent = core(srtp=SrtpConfig("AES_CM_128_HMAC_SHA1_80", keys[0], keys[1]))
+    # Two talkers on one outbound SRTP session (libsrtp's any-outbound policy).
+    for ssrc in (0xBEEF, 0xCAFE):
+        assert s.forward(RtpPacket(111, 1, 0, ssrc, b"opus"), 0.0)
+    peer = SrtpContext(SrtpConfig("AES_CM_128_HMAC_SHA1_80", keys[1], keys[0]))
+    clear = [RtpPacket.parse(peer.unprotect(data)) for _, data, _ in sent]
+    assert [(p.ssrc, p.payload) for p in clear] == [(0xBEEF, b"opus"), (0xCAFE, b"opus")]
+
+
 def test_core_sequence_timestamp_and_talk_spurt_markers() -> None:
     s, sent = core()
     s.send_frame(VOICE, 160, 0.00)

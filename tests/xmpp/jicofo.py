@@ -330,11 +330,12 @@ class JicofoEmulator:
         self._closing = True
         for task in list(self._tasks):
             task.cancel()
-        for room in self.rooms.values():
-            for invite in room.invites.values():
+        # Copies: an occupant leaving while we await below changes these dicts.
+        for room in list(self.rooms.values()):
+            for invite in list(room.invites.values()):
                 with contextlib.suppress(Exception):
                     await invite.bridge.close()
-            for fake in room.fakes.values():
+            for fake in list(room.fakes.values()):
                 await fake.connection.close(wait=0.2)
         await self.focus.close(wait=0.2)
         if self.component is not None:
