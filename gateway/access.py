@@ -50,7 +50,15 @@ class AccessPolicy:
                 digest.realm or "pygasi",
                 users.get,
                 secret or secrets.token_bytes(32),
-                algorithms=("SHA-256", "MD5"),
+                # MD5 first: clients take the first challenge they support (RFC 7616 §3.7)
+                # and many take only the first one (SIPp refuses a SHA-256 first one); a
+                # client that knows nothing but SHA-256 (RFC 8760) still finds it.
+                algorithms=("MD5", "SHA-256"),
+                # A proxy between the trunk and us may rewrite the Request-URI after the
+                # caller computed its digest (and SIPp digests "sip:host:port"): the digest's
+                # own uri is verified instead; nonce-count replay protection binds it.
+                check_uri=False,
+                replay_protection=True,
             )
 
     @property

@@ -525,3 +525,67 @@ async def test_translator_mode_forwards_each_talker_on_its_own_ssrc(
     assert result.successful_calls == 1, result.stdout + result.errors
     assert media.translator is None  # closed with the call
     await phone.close()
+
+
+# -- who may call, and what the meeting sees of the caller -------------------------------------
+
+
+async def test_only_allowed_sources_or_digest_users_may_call(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    await two_web(sandbox)
+    config = gateway_config(prosody_server, inbound={"allowed_sources": ["192.0.2.0/24"]})
+    async with running_gateway(config) as gateway:
+        result = await sipp_call(gateway, "dialin_refused.xml")
+        assert final_status(result) == "403 Forbidden (source address 127.0.0.1 not allowed)"
+        assert not gateway.calls and gateway.totals.calls == 0
+    config = gateway_config(
+        prosody_server,
+        inbound={"allowed_sources": ["192.0.2.0/24"]},
+        inbound__digest={"realm": "pygasi.test", "users": {"trunk": "s3cret"}},
+    )
+    phone = RtpPhone("PCMU", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        wrong = await sipp_call(
+            gateway, "dialin_auth.xml", phone=phone, args=["-au", "trunk", "-ap", "guess"]
+        )
+        assert "SIP/2.0 403 Forbidden (wrong credentials)" in first_lines(wrong.received())
+        sipp = sipp_call(
+            gateway,
+            "dialin_auth.xml",
+            phone=phone,
+            duration_ms=4000,
+            args=["-au", "trunk", "-ap", "s3cret"],
+        )
+        await connected_call(prosody_server, sandbox, gateway, phone)
+        mark = phone.mark()
+        await asyncio.sleep(2.0)
+        assert phone.heard(TONES, since=mark + 20).present == {ALICE, BOB}
+        result = await sipp
+    assert result.successful_calls == 1, result.stdout + result.errors
+    (challenge,) = [m for m in result.received() if m.startswith("SIP/2.0 401")]
+    authenticate = header(challenge, "WWW-Authenticate")
+    assert authenticate is not None and 'realm="pygasi.test"' in authenticate
+    await phone.close()
+
+
+async def test_masked_caller_id_and_room_destroyed(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    await two_web(sandbox)
+    config = gateway_config(prosody_server, inbound={"mask_caller_id": True})
+    phone = RtpPhone("PCMU", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin_wait_bye.xml", phone=phone, caller_name="Alice Smith")
+        call, nick = await connected_call(prosody_server, sandbox, gateway, phone)
+        # Neither the name nor the number reaches the meeting, only the last four digits.
+        assert sandbox.jicofo.room(ROOM).occupants[nick].display_name == "*******4567"
+        await sandbox.jicofo.destroy(ROOM, reason="meeting over")
+        result = await sipp
+        assert await asyncio.wait_for(call.wait_finished(), 5.0) is Result.COMPLETED
+    assert result.successful_calls == 1, result.stdout
+    (bye,) = [m for m in result.received() if m.startswith("BYE ")]
+    assert header(bye, "Reason") == 'SIP;cause=200;text="Conference ended: meeting over"'
+    await phone.close()
