@@ -226,7 +226,8 @@ class InboundCall(AsyncIOEventEmitter):
         participant.on("sources_added", self._on_sources_added)
         participant.on("sources_removed", self._on_sources_removed)
         participant.on("mute_requested", self._on_mute_requested)
-        participant.on("occupant_left", self._on_occupant_left)
+        participant.on("occupant_joined", self._on_occupants_changed)
+        participant.on("occupant_left", self._on_occupants_changed)
         participant.on("focus_left", self._on_focus_left)
         participant.on("kicked", self._on_removed)
         participant.on("room_destroyed", self._on_removed)
@@ -303,16 +304,16 @@ class InboundCall(AsyncIOEventEmitter):
         self.log.info("moderator mute (%s)", request.actor or "focus")
         self._run(self.flow.mute_requested_by_moderator(self.loop.time()))
 
-    def _on_occupant_left(self, occupant: Occupant) -> None:
+    def _on_occupants_changed(self, occupant: Occupant) -> None:
         participant = self.participant
         if participant is None:
             return
         focus = self.services.focus_nick
         others = [o for nick, o in participant.occupants.items() if nick != focus]
         only_gateways = all(o.is_gateway for o in others)
-        if only_gateways:
+        if only_gateways and not self.flow.only_gateways:
             self.log.info("%s left; no participant but gateways is left", occupant.nick)
-        self._run(self.flow.occupants_changed(only_gateways))
+        self._run(self.flow.occupants_changed(self.loop.time(), only_gateways))
 
     def _on_focus_left(self, occupant: Occupant) -> None:
         self.log.info("the focus left the room: waiting for it to invite us again")
@@ -323,6 +324,7 @@ class InboundCall(AsyncIOEventEmitter):
 
     def _on_connection_lost(self, reason: str) -> None:
         self.log.warning("XMPP connection lost (%s): reconnecting, the call stays up", reason)
+        self._run(self.flow.connection_lost())
 
     def _on_rejoined(self, me: Occupant) -> None:
         self.log.info("re-joined %s as %s", self.room.jid, me.nick)

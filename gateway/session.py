@@ -171,6 +171,7 @@ ALONE_TIMER = "alone"
 LEAVE_TIMER = "leave"
 HEARTBEAT_TIMER = "heartbeat"
 MUTE_TIMER = "mute-response"
+GATEWAYS_TIMER = "only-gateways"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,7 @@ class FlowSettings:
     status_linger: float = 5.0  # §1.9: the reason stays visible this long
     heartbeat_seconds: float = 0.0  # §1.8 HEARTBEAT_SECONDS; 0: off
     hangup_when_only_gateways: bool = True  # §1.9 ALLOW_ONLY_JIGASIS_IN_ROOM=false
+    gateways_grace: float = 5.0  # ... after this long with only gateways in the room
     mute_response_timeout: float = 10.0  # how long a moderator's mute waits for the IVR
 
 
@@ -197,6 +199,7 @@ class CallFlow:
         self.published_muted = False
         self.pending_mutes: set[str] = set()  # our muteRequest ids awaiting the IVR
         self.heartbeats_unanswered = 0
+        self.only_gateways = False  # a hang-up for "only gateways left" is pending
         self.leave_status: str | None = None
         self.result: Result | None = None
         self.end_reason = ""
@@ -225,6 +228,7 @@ class CallFlow:
             CancelTimer(LEAVE_TIMER),
             CancelTimer(HEARTBEAT_TIMER),
             CancelTimer(MUTE_TIMER),
+            CancelTimer(GATEWAYS_TIMER),
             Finished(result, reason),
         ]
         return actions
@@ -351,13 +355,33 @@ class CallFlow:
             text += f": {reason}"
         return self._end_call(status, text, Result.COMPLETED)
 
-    def occupants_changed(self, only_gateways: bool) -> list[Action]:
-        """Someone left; ``only_gateways``: no participant but gateways (and the focus) is
-        left (§1.9, §9 item 27)."""
-        if not only_gateways or not self.settings.hangup_when_only_gateways:
+    def occupants_changed(self, now: float, only_gateways: bool) -> list[Action]:
+        """Someone joined or left; ``only_gateways``: no participant but gateways (and the
+        focus) is in the room (§1.9, §9 item 27). The hang-up waits ``gateways_grace``: a web
+        user reloading the page comes back within it, and when the XMPP server shuts down its
+        occupants leave just before our own connection drops (`connection_lost`), which must
+        not end a phone call that survives the restart."""
+        if not self.settings.hangup_when_only_gateways or not self.phase.in_room:
             return []
-        if not self.phase.in_room:
+        if not only_gateways:
+            if not self.only_gateways:
+                return []
+            self.only_gateways = False
+            return [CancelTimer(GATEWAYS_TIMER)]
+        if self.only_gateways:
             return []
+        self.only_gateways = True
+        return [StartTimer(GATEWAYS_TIMER, now + self.settings.gateways_grace)]
+
+    def connection_lost(self) -> list[Action]:
+        """The XMPP connection dropped: what we saw of the room no longer counts (we re-join
+        and see it afresh)."""
+        if not self.only_gateways:
+            return []
+        self.only_gateways = False
+        return [CancelTimer(GATEWAYS_TIMER)]
+
+    def _only_gateways_left(self) -> list[Action]:
         # As for a destroyed room: a BYE's cause is normal clearing, while an unanswered
         # INVITE needs a final error response (a 200 would answer it without SDP).
         status = 200 if self.phase.answered else 480
@@ -384,6 +408,7 @@ class CallFlow:
             CancelTimer(ALONE_TIMER),
             CancelTimer(HEARTBEAT_TIMER),
             CancelTimer(MUTE_TIMER),
+            CancelTimer(GATEWAYS_TIMER),
             SetStatus(reason),
             StartTimer(LEAVE_TIMER, now + self.settings.status_linger),
         ]
@@ -486,6 +511,8 @@ class CallFlow:
                 SendInfo(info.JSON, info.heartbeat()),
                 StartTimer(HEARTBEAT_TIMER, now + self.settings.heartbeat_seconds),
             ]
+        if name == GATEWAYS_TIMER and self.only_gateways and self.phase.in_room:
+            return self._only_gateways_left()
         if name == MUTE_TIMER and self.pending_mutes:
             self.pending_mutes.clear()
             return self._publish()

@@ -589,3 +589,78 @@ async def test_masked_caller_id_and_room_destroyed(
     (bye,) = [m for m in result.received() if m.startswith("BYE ")]
     assert header(bye, "Reason") == 'SIP;cause=200;text="Conference ended: meeting over"'
     await phone.close()
+
+
+# -- the conference side going away and coming back ----------------------------------------------
+
+
+async def test_prosody_restart_keeps_the_phone_call(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    """jigasi.md §1.9: the XMPP connection is lost -> reconnect and re-join, the phone call
+    stays up, and audio comes back with the next invite."""
+    await two_web(sandbox)
+    config = gateway_config(prosody_server)
+    phone = RtpPhone("PCMU", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin.xml", phone=phone, duration_ms=20000, timeout=90)
+        call, nick = await connected_call(prosody_server, sandbox, gateway, phone)
+        participant = call.participant
+        assert participant is not None
+        await prosody_server.restart(pause=0.3)
+        await wait_until(lambda: participant.connection.reconnects >= 1, what="reconnected")
+        await wait_until(
+            lambda: participant.me is not None and participant.nick != nick, what="re-joined"
+        )
+        assert not call.call.ended and call.phase is not Phase.ENDED
+        # The web participants come back too (their own connections died with the server).
+        room = sandbox.jicofo.room(ROOM)
+        focus = sandbox.jicofo.focus
+        await sandbox.jicofo.wait_for(
+            lambda: focus.reconnects >= 1 and "focus" in room.occupants, timeout=15.0
+        )
+        await sandbox.add_web(ROOM, "c3c3c3c3", 880.0)
+        await sandbox.add_web(ROOM, "d4d4d4d4", 1100.0)
+        await wait_until(lambda: call.phase is Phase.CONNECTED, what="re-invited")
+        new_nick = participant.nick
+        await wait_until(
+            lambda: new_nick in sandbox.bridges and sandbox.bridges[new_nick].connected.is_set(),
+            what="new bridge",
+        )
+        mark = phone.mark()
+        await asyncio.sleep(2.5)
+        heard = phone.heard([*TONES, 880.0, 1100.0], since=mark + 25).present
+        assert heard == {880.0, 1100.0}
+        result = await sipp
+    assert result.successful_calls == 1, result.stdout + result.errors
+    assert not [m for m in result.received() if m.startswith("BYE ")]  # never hung up on
+    await phone.close()
+
+
+async def test_hang_up_when_only_gateways_are_left(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    """jigasi.md §9 item 27: the last web participant leaves -> BYE after a short grace (a
+    page reload within it keeps the call)."""
+    await two_web(sandbox)
+    config = gateway_config(prosody_server)
+    phone = RtpPhone("PCMU", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin_wait_bye.xml", phone=phone)
+        call, _ = await connected_call(prosody_server, sandbox, gateway, phone)
+        await sandbox.remove_web(ROOM, "a1a1a1a1")
+        await sandbox.remove_web(ROOM, "b2b2b2b2")
+        await wait_until(lambda: call.flow.only_gateways, what="only gateways seen")
+        # Alice reloads her page: back within the grace, the call goes on.
+        await sandbox.add_web(ROOM, "a1a1a1a1", ALICE)
+        await wait_until(lambda: not call.flow.only_gateways, what="someone is back")
+        await asyncio.sleep(call.flow.settings.gateways_grace + 0.5)
+        assert call.phase is Phase.CONNECTED
+        await sandbox.remove_web(ROOM, "a1a1a1a1")
+        result = await sipp
+    assert result.successful_calls == 1, result.stdout
+    (bye,) = [m for m in result.received() if m.startswith("BYE ")]
+    assert header(bye, "Reason") == 'SIP;cause=200;text="Only gateways left in the conference"'
+    await phone.close()

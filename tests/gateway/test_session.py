@@ -10,6 +10,7 @@ import pytest
 from gateway import info
 from gateway.session import (
     ALONE_TIMER,
+    GATEWAYS_TIMER,
     HEARTBEAT_TIMER,
     INVITE_TIMER,
     LEAVE_TIMER,
@@ -39,7 +40,14 @@ from gateway.session import (
 
 NO_INVITE = "No invite from conference focus"
 NO_HEARTBEAT = "No response on heartbeat"
-ALL_TIMERS = (INVITE_TIMER, ALONE_TIMER, LEAVE_TIMER, HEARTBEAT_TIMER, MUTE_TIMER)
+ALL_TIMERS = (
+    INVITE_TIMER,
+    ALONE_TIMER,
+    LEAVE_TIMER,
+    HEARTBEAT_TIMER,
+    MUTE_TIMER,
+    GATEWAYS_TIMER,
+)
 
 
 def tail(result: Result, reason: str) -> list[Action]:
@@ -50,6 +58,7 @@ def tail(result: Result, reason: str) -> list[Action]:
         CancelTimer(LEAVE_TIMER),
         CancelTimer(HEARTBEAT_TIMER),
         CancelTimer(MUTE_TIMER),
+        CancelTimer(GATEWAYS_TIMER),
         Finished(result, reason),
     ]
 
@@ -113,7 +122,7 @@ def poke_everything(flow: CallFlow) -> list[Action]:
     out += flow.conference_failed("x")
     out += flow.removed("kicked", "x")
     out += flow.removed("destroyed", None)
-    out += flow.occupants_changed(True)
+    out += flow.occupants_changed(500.0, True)
     out += flow.phone_hung_up(500.0, "x", cancelled=False)
     out += flow.phone_hung_up(500.0, "x", cancelled=True)
     out += flow.shutdown("x")
@@ -334,6 +343,7 @@ def test_phone_hung_up_shows_the_reason_and_leaves_after_the_linger() -> None:
         CancelTimer(ALONE_TIMER),
         CancelTimer(HEARTBEAT_TIMER),
         CancelTimer(MUTE_TIMER),
+        CancelTimer(GATEWAYS_TIMER),
         SetStatus("Call ended by caller"),
         StartTimer(LEAVE_TIMER, 55.0),
     ]
@@ -446,10 +456,12 @@ def test_removed_while_leaving_does_nothing() -> None:
 ONLY_GATEWAYS = "Only gateways left in the conference"
 
 
-def test_only_gateways_left_hangs_up() -> None:
+def test_only_gateways_left_hangs_up_after_the_grace() -> None:
     flow = connected_flow()
-    assert flow.occupants_changed(False) == []
-    assert flow.occupants_changed(True) == [
+    assert flow.occupants_changed(100.0, False) == []
+    assert flow.occupants_changed(100.0, True) == [StartTimer(GATEWAYS_TIMER, 105.0)]
+    assert flow.occupants_changed(101.0, True) == []  # already pending
+    assert flow.timer(GATEWAYS_TIMER, 105.0) == [
         StopMedia(),
         Hangup(200, ONLY_GATEWAYS),
         Leave(ONLY_GATEWAYS),
@@ -457,9 +469,28 @@ def test_only_gateways_left_hangs_up() -> None:
     ]
 
 
+def test_someone_back_within_the_grace_keeps_the_call() -> None:
+    flow = connected_flow()
+    flow.occupants_changed(100.0, True)
+    assert flow.occupants_changed(102.0, False) == [CancelTimer(GATEWAYS_TIMER)]
+    assert flow.timer(GATEWAYS_TIMER, 105.0) == []  # a stale timer does nothing
+    assert phase_of(flow) is Phase.CONNECTED
+
+
+def test_a_lost_connection_cancels_the_pending_hangup() -> None:
+    """A server shutting down: its occupants leave, then our connection drops."""
+    flow = connected_flow()
+    flow.occupants_changed(100.0, True)
+    assert flow.connection_lost() == [CancelTimer(GATEWAYS_TIMER)]
+    assert flow.connection_lost() == []
+    assert flow.timer(GATEWAYS_TIMER, 105.0) == []
+    assert phase_of(flow) is Phase.CONNECTED
+
+
 def test_only_gateways_left_unanswered_rejects_with_an_error_status() -> None:
     flow = waiting_flow()
-    assert flow.occupants_changed(True) == [
+    flow.occupants_changed(100.0, True)
+    assert flow.timer(GATEWAYS_TIMER, 105.0) == [
         StopMedia(),
         Reject(480, ONLY_GATEWAYS),  # never a 200 to an INVITE we have not answered
         Leave(ONLY_GATEWAYS),
@@ -469,13 +500,14 @@ def test_only_gateways_left_unanswered_rejects_with_an_error_status() -> None:
 
 def test_only_gateways_left_kept_when_configured() -> None:
     flow = connected_flow(hangup_when_only_gateways=False)
-    assert flow.occupants_changed(True) == []
+    assert flow.occupants_changed(100.0, True) == []
+    assert flow.timer(GATEWAYS_TIMER, 105.0) == []
     assert phase_of(flow) is Phase.CONNECTED
 
 
 def test_only_gateways_left_outside_the_room_does_nothing() -> None:
-    assert new_flow().occupants_changed(True) == []
-    assert leaving_flow().occupants_changed(True) == []
+    assert new_flow().occupants_changed(100.0, True) == []
+    assert leaving_flow().occupants_changed(100.0, True) == []
 
 
 # -- join failures and refusals --------------------------------------------------------------------
@@ -923,8 +955,17 @@ PATHS: dict[str, tuple[Callable[[CallFlow], list[Action]], ...]] = {
     "kicked while ringing": (_join, lambda f: f.removed("kicked", None)),
     "destroyed": (_join, _invite, lambda f: f.removed("destroyed", None)),
     "destroyed while ringing": (_join, lambda f: f.removed("destroyed", None)),
-    "only gateways": (_join, _invite, lambda f: f.occupants_changed(True)),
-    "only gateways while ringing": (_join, lambda f: f.occupants_changed(True)),
+    "only gateways": (
+        _join,
+        _invite,
+        lambda f: f.occupants_changed(0.0, True),
+        lambda f: f.timer(GATEWAYS_TIMER, 5.0),
+    ),
+    "only gateways while ringing": (
+        _join,
+        lambda f: f.occupants_changed(0.0, True),
+        lambda f: f.timer(GATEWAYS_TIMER, 5.0),
+    ),
     "session ended, no re-invite": (
         _join,
         _invite,
