@@ -207,6 +207,19 @@ async def test_wrong_password_and_missing_room_are_refused_with_the_reason(
     assert wrong.successful_calls == 1 and missing.successful_calls == 1
 
 
+async def test_lobby_and_full_rooms_are_refused_with_the_reason(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    """The test Prosody answers joins of "lobbyroom1" as a lobby-enabled room does and of
+    "fullroom" as a full one (tests/xmpp/prosody.py)."""
+    config = gateway_config(prosody_server)
+    async with running_gateway(config) as gateway:
+        lobby = await sipp_call(gateway, "dialin_refused.xml", room="lobbyroom1")
+        full = await sipp_call(gateway, "dialin_refused.xml", room="fullroom")
+    assert final_status(lobby) == "486 Lobby enabled on the room (not supported yet)"
+    assert final_status(full) == "486 The room is full"
+
+
 async def test_a_did_in_inbound_rooms_reaches_its_room_without_a_header(
     prosody_server: Prosody, sandbox: Sandbox
 ) -> None:
