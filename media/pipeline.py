@@ -151,6 +151,43 @@ class PolledUdp:
         return count
 
 
+class LegSockets:
+    """A SIP leg's RTP socket (and RTCP socket unless rtcp-mux), read in batches when the
+    clock drains them, written by its RTP session. Shared by the mixer-mode and the
+    translator-mode pipelines."""
+
+    def __init__(
+        self, ports: AllocatedPorts, config: PipelineConfig, clock: Callable[[], float]
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self.rtp = PolledUdp(
+            ports.rtp_socket, CHANNEL_RTP, config.kernel_timestamps, config.max_batch
+        )
+        self.rtcp: PolledUdp | None = None
+        if ports.rtcp_socket is not None:
+            self.rtcp = PolledUdp(
+                ports.rtcp_socket, CHANNEL_RTCP, config.kernel_timestamps, config.max_batch
+            )
+        self.drains = 0
+        self.send_errors = 0
+
+    def drain(self, deliver: Callable[[int, bytes, Address, float], None], now: float) -> None:
+        """Read what is waiting (RTCP every `rtcp_poll_ticks` drains)."""
+        self.drains += 1
+        offset = self._clock() - time.time()
+        self.rtp.drain(deliver, now, offset)
+        if self.rtcp is not None and self.drains % self.config.rtcp_poll_ticks == 0:
+            self.rtcp.drain(deliver, now, offset)
+
+    def transmit(self, channel: int, data: bytes, address: Address) -> None:
+        polled = self.rtcp if channel == CHANNEL_RTCP and self.rtcp is not None else self.rtp
+        try:
+            polled.sock.sendto(data, address)
+        except OSError:  # full socket buffer, unreachable network: the packet is lost
+            self.send_errors += 1
+
+
 @dataclass(slots=True)
 class UplinkStats:
     frames: int = 0  # ticks seen
@@ -323,16 +360,8 @@ class CallPipeline:
         self.allocator = allocator
         self.ports: AllocatedPorts = allocator.allocate(now, rtcp_mux=session.rtcp_mux, host=host)
         self._clock = clock
-        self._sockets: list[PolledUdp | None] = [
-            PolledUdp(self.ports.rtp_socket, CHANNEL_RTP, cfg.kernel_timestamps, cfg.max_batch),
-            None,
-        ]
-        if self.ports.rtcp_socket is not None:
-            self._sockets[CHANNEL_RTCP] = PolledUdp(
-                self.ports.rtcp_socket, CHANNEL_RTCP, cfg.kernel_timestamps, cfg.max_batch
-            )
-        self.send_errors = 0
-        self.rtp = RtpSessionCore(session, self._transmit, now, time.time() - clock(), ssrc)
+        self.sockets = LegSockets(self.ports, cfg, clock)
+        self.rtp = RtpSessionCore(session, self.sockets.transmit, now, time.time() - clock(), ssrc)
         self.rtp.on_packet = self._on_packet
         self.jitter = JitterBuffer(create_decoder(info.name), cfg.jitter)
         self.encoder = create_encoder(info.name)
@@ -346,7 +375,6 @@ class CallPipeline:
         self._was_shared = False
         self._meter = LevelMeter()
         self._vad = VoiceActivityDetector()
-        self._drain_count = 0
         self.closed = False
 
     # -- addresses -----------------------------------------------------------------------------
@@ -405,15 +433,12 @@ class CallPipeline:
 
     def drain(self, now: float) -> None:
         """Read the SIP leg's sockets (RTCP every `rtcp_poll_ticks` drains)."""
-        self._drain_count += 1
         self.stats.drains += 1
-        offset = self._clock() - time.time()
-        deliver = self.rtp.datagram_received
-        rtp_sock, rtcp_sock = self._sockets
-        assert rtp_sock is not None
-        rtp_sock.drain(deliver, now, offset)
-        if rtcp_sock is not None and self._drain_count % self.config.rtcp_poll_ticks == 0:
-            rtcp_sock.drain(deliver, now, offset)
+        self.sockets.drain(self.rtp.datagram_received, now)
+
+    @property
+    def send_errors(self) -> int:
+        return self.sockets.send_errors
 
     def pull(self, now: float) -> JitterFrame:
         """The phone's next 48 kHz frame (the mixer's local source): drain, then pull."""
@@ -423,14 +448,6 @@ class CallPipeline:
         return self.jitter.pull(now)
 
     # -- send ----------------------------------------------------------------------------------
-
-    def _transmit(self, channel: int, data: bytes, address: Address) -> None:
-        polled = self._sockets[channel] or self._sockets[CHANNEL_RTP]
-        assert polled is not None
-        try:
-            polled.sock.sendto(data, address)
-        except OSError:  # full socket buffer, unreachable network: the frame is lost
-            self.send_errors += 1
 
     def send_to_phone(self, mix: PCM, now: float, frames: int = 1, silence: bool = False) -> None:
         """One 48 kHz frame to the phone: resample, encode, send (RTCP when due)."""

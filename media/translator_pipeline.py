@@ -30,10 +30,10 @@ from media.codecs import create_decoder, create_encoder
 from media.errors import MediaParseError
 from media.frame import FRAME_SAMPLES, PCM
 from media.level import SILENCE, LevelMeter, VoiceActivityDetector
-from media.pipeline import PipelineConfig, PolledUdp
+from media.pipeline import LegSockets, PipelineConfig
 from media.ports import AllocatedPorts, PortAllocator
 from media.rtp import RtpPacket
-from media.rtp_session import CHANNEL_RTCP, CHANNEL_RTP, Address, RtpSessionConfig, RtpSessionCore
+from media.rtp_session import Address, RtpSessionConfig, RtpSessionCore
 from media.translator import MeetingToPhoneTranslator, PhoneToMeetingTranslator
 
 # Without anything from the meeting for this long, one silence frame goes to the phone on our
@@ -66,16 +66,8 @@ class TranslatorPipeline:
         session = replace(session, silence_suppression=True, cn_payload_type=None)
         self.allocator = allocator
         self.ports: AllocatedPorts = allocator.allocate(now, rtcp_mux=session.rtcp_mux, host=host)
-        self._clock = clock
-        self._sockets: list[PolledUdp | None] = [
-            PolledUdp(self.ports.rtp_socket, CHANNEL_RTP, cfg.kernel_timestamps, cfg.max_batch),
-            None,
-        ]
-        if self.ports.rtcp_socket is not None:
-            self._sockets[CHANNEL_RTCP] = PolledUdp(
-                self.ports.rtcp_socket, CHANNEL_RTCP, cfg.kernel_timestamps, cfg.max_batch
-            )
-        self.rtp = RtpSessionCore(session, self._transmit, now, time.time() - clock())
+        self.sockets = LegSockets(self.ports, cfg, clock)
+        self.rtp = RtpSessionCore(session, self.sockets.transmit, now, time.time() - clock())
         self.rtp.on_packet = self._from_phone
         self.send_up = send_up
         self.down = MeetingToPhoneTranslator(session.payload_type)
@@ -88,10 +80,8 @@ class TranslatorPipeline:
         self._silence = create_encoder("opus").encode(_SILENT_PCM)
         self.gated = False  # muted or on hold: the phone's audio does not reach the meeting
         self.closed = False
-        self.send_errors = 0
         self.forwarded_up = 0
         self._last_down = now
-        self._drains = 0
 
     @property
     def local_address(self) -> Address:
@@ -137,7 +127,7 @@ class TranslatorPipeline:
     def tick(self, now: float, frames: int = 1) -> None:
         if self.closed:
             return
-        self._drain(now)
+        self.sockets.drain(self.rtp.datagram_received, now)
         idle = now - self._last_down >= KEEPALIVE_INTERVAL
         # Our own SSRC: RFC 4733 digits when queued; a silence frame after a long quiet spell;
         # otherwise nothing (silence), its timestamp still following the clock.
@@ -145,24 +135,6 @@ class TranslatorPipeline:
         if idle:
             self._last_down = now
         self.rtp.tick(now)
-
-    def _drain(self, now: float) -> None:
-        self._drains += 1
-        offset = self._clock() - time.time()
-        deliver = self.rtp.datagram_received
-        rtp_sock, rtcp_sock = self._sockets
-        assert rtp_sock is not None
-        rtp_sock.drain(deliver, now, offset)
-        if rtcp_sock is not None and self._drains % self.config.rtcp_poll_ticks == 0:
-            rtcp_sock.drain(deliver, now, offset)
-
-    def _transmit(self, channel: int, data: bytes, address: Address) -> None:
-        polled = self._sockets[channel] or self._sockets[CHANNEL_RTP]
-        assert polled is not None
-        try:
-            polled.sock.sendto(data, address)
-        except OSError:
-            self.send_errors += 1
 
     def close(self, now: float, reason: str | None = None) -> None:
         if self.closed:

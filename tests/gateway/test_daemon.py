@@ -36,7 +36,7 @@ from tests.gateway.harness import SCENARIOS, first_lines, header, phone_keys
 from tests.gateway.sandbox import Sandbox, gateway_config
 from tests.peers import SippResult, free_port, run_sipp
 from tests.phone import RtpPhone
-from tests.xmpp.prosody import Prosody, prosody
+from tests.xmpp.prosody import Prosody
 
 pytestmark = [pytest.mark.prosody, pytest.mark.sipp, pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -318,19 +318,6 @@ async def legs_connected(sandbox: Sandbox, count: int = 1, old: Collection[str] 
 def in_room(stats: dict[str, Any], calls: int = 1) -> bool:
     """``calls`` phones connected in the sandbox room with its two web participants."""
     return bool(stats["conferences"] == 1 and stats["participants"] == 2 + calls)
-
-
-@pytest.fixture
-async def prosody_server() -> AsyncIterator[Prosody]:
-    async with prosody() as server:
-        yield server
-
-
-@pytest.fixture
-async def sandbox(prosody_server: Prosody) -> AsyncIterator[Sandbox]:
-    # Jicofo invites once three are in: the gateway's leg and two web participants.
-    async with Sandbox(prosody_server, min_participants=3) as box:
-        yield box
 
 
 # -- health, stats, version, metrics -----------------------------------------------------------

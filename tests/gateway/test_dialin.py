@@ -5,7 +5,6 @@ directions with an RTP phone using FFmpeg's codecs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -27,7 +26,7 @@ from tests.gateway.harness import (
 from tests.gateway.sandbox import Sandbox, gateway_config
 from tests.peers import SippResult
 from tests.phone import RtpPhone
-from tests.xmpp.prosody import Prosody, prosody
+from tests.xmpp.prosody import Prosody
 
 pytestmark = [pytest.mark.prosody, pytest.mark.sipp, pytest.mark.slow]
 
@@ -35,19 +34,6 @@ ROOM = "sandbox"
 ALICE, BOB = 440.0, 660.0  # the web participants
 PHONE = 1000.0
 TONES = [ALICE, BOB, PHONE]
-
-
-@pytest.fixture
-async def prosody_server() -> AsyncIterator[Prosody]:
-    async with prosody() as server:
-        yield server
-
-
-@pytest.fixture
-async def sandbox(prosody_server: Prosody) -> AsyncIterator[Sandbox]:
-    # Jicofo invites once three are in: the gateway's leg and two web participants.
-    async with Sandbox(prosody_server, min_participants=3) as box:
-        yield box
 
 
 @pytest.mark.parametrize("codec", ["PCMU", "PCMA", "G722", "opus"])

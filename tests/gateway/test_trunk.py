@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,7 @@ from tests.gateway.sandbox import Sandbox, gateway_config
 from tests.kamailio import HOST, PASSWORD, Kamailio, kamailio
 from tests.peers import SippResult, free_port, run_sipp
 from tests.phone import RtpPhone
-from tests.xmpp.prosody import Prosody, prosody
+from tests.xmpp.prosody import Prosody
 
 pytestmark = [
     pytest.mark.kamailio,
@@ -53,19 +53,6 @@ ROOM = "sandbox"
 ALICE, BOB = 440.0, 660.0  # the web participants
 PHONE = 1000.0
 TONES = [ALICE, BOB, PHONE]
-
-
-@pytest.fixture
-async def prosody_server() -> AsyncIterator[Prosody]:
-    async with prosody() as server:
-        yield server
-
-
-@pytest.fixture
-async def sandbox(prosody_server: Prosody) -> AsyncIterator[Sandbox]:
-    # Jicofo invites once three are in: the gateway's leg and two web participants.
-    async with Sandbox(prosody_server, min_participants=3) as box:
-        yield box
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -284,7 +284,7 @@ async def test_real_time_with_the_clock_and_kernel_arrival_times(
         await clock.stop()
         task.cancel()
     try:
-        assert pa._sockets[0] is not None and pa._sockets[0].timestamped
+        assert pa.sockets.rtp.timestamped
         assert 55 <= len(b.received) <= 62
         assert dominant_frequency(b.heard(30), 8000) == pytest.approx(1000.0, abs=2.0)
         stats = pa.jitter.stats
