@@ -121,17 +121,24 @@ def _phrase(text: str) -> str:
     return cleaned[:120] or "Error"
 
 
-class InboundCall(AsyncIOEventEmitter):
-    """One phone call bound to one conference participant."""
+class CallSession(AsyncIOEventEmitter):
+    """What an inbound and an outbound call share: one SIP call (``call``, None until an
+    outbound call has dialled), one conference participant, their media, and a sans-IO flow
+    whose actions this shell carries out. Subclasses handle the actions that differ (answering
+    versus dialling) in `_do_own`."""
+
+    direction = "inbound"
 
     def __init__(
         self,
         services: CallServices,
-        call: Call,
         room: RoomTarget,
         display_name: str,
+        flow: CallFlow,
         *,
-        received_at: float,
+        call: Call | None,
+        started_at: float,
+        log_id: str,
     ) -> None:
         super().__init__()
         self.services = services
@@ -139,9 +146,10 @@ class InboundCall(AsyncIOEventEmitter):
         self.room = room
         self.display_name = display_name
         self.loop = asyncio.get_running_loop()
-        self.received_at = received_at
-        self.log: CallLogger = call_logger(call.call_id, room.jid, "inbound")
-        self.flow = CallFlow(services.flow, received_at)
+        self.received_at = started_at
+        self.log_id = log_id
+        self.log: CallLogger = call_logger(log_id, room.jid, self.direction)
+        self.flow = flow
         self.media: CallMedia | None = None
         self.participant: ConferenceParticipant | None = None
         self.session: SessionStarted | None = None
@@ -154,64 +162,47 @@ class InboundCall(AsyncIOEventEmitter):
         self._metrics_started = False
 
     def __repr__(self) -> str:
-        return f"<InboundCall {self.call.call_id} {self.room.jid} {self.flow.phase.value}>"
+        return f"<{type(self).__name__} {self.call_id} {self.room.jid} {self.flow.phase.value}>"
 
     @property
     def call_id(self) -> str:
-        return self.call.call_id
+        return self.call.call_id if self.call is not None else self.log_id
 
     @property
     def phase(self) -> Phase:
         return self.flow.phase
 
-    # -- start ---------------------------------------------------------------------------------
+    # -- shared set-up ---------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Take the INVITE: negotiate the SDP, 180 Ringing, and join the room. Synchronous, so
-        that 180 follows the core's 100 Trying at once."""
-        services = self.services
-        now = self.loop.time()
-        if services.metrics is not None:
-            services.metrics.call_started("inbound")
+    def _count_start(self) -> None:
+        if self.services.metrics is not None:
+            self.services.metrics.call_started(self.direction)
             self._metrics_started = True
-        self.log.info(
-            "INVITE from %s to room %s (found by %s)",
-            self.display_name,
-            self.room.jid,
-            self.room.source,
+
+    def _open_media(self, now: float) -> CallMedia:
+        """The SIP leg's media (its RTP ports reserved now). Raises PortsExhaustedError."""
+        services = self.services
+        media = CallMedia(
+            services.allocator,
+            host=services.rtp_host,
+            sdp_address=services.sdp_address,
+            offer_config=services.offer_config,
+            now=now,
+            pipeline_config=services.pipeline_config,
+            translator=services.translator,
         )
-        try:
-            self.media = CallMedia(
-                services.allocator,
-                host=services.rtp_host,
-                sdp_address=services.sdp_address,
-                offer_config=services.offer_config,
-                now=now,
-                pipeline_config=services.pipeline_config,
-                translator=services.translator,
-            )
-        except PortsExhaustedError as exc:
-            self._refuse(503, "No RTP port free", Result.FAILED, str(exc))
-            return
-        self.media.on_dtmf = lambda digit: self._digit(digit, "rfc4733")
-        try:
-            stream = self.call.negotiate(self.media.negotiator)
-        except NegotiationError as exc:
-            headers = [("Warning", exc.warning())]
-            self._refuse(exc.status, exc.reason, Result.REJECTED, exc.detail, headers)
-            return
-        except SipParseError as exc:
-            self._refuse(400, f"Bad SDP: {exc.reason}", Result.REJECTED, exc.reason)
-            return
-        if stream is not None:
-            self.media.negotiated(stream, now)
-        call = self.call
+        media.on_dtmf = lambda digit: self._digit(digit, "rfc4733")
+        self.media = media
+        return media
+
+    def _wire_call(self, call: Call) -> None:
         call.on("bye", self._on_bye)
-        call.on("cancel", self._on_cancel)
         call.on("ended", self._on_ended)
         call.on("info", self._on_info)
         call.on("media", self._on_media)
-        call.ringing()  # jigasi.md §1.1 step 2: 180 at once, no early media
+
+    def _start_participant(self) -> ConferenceParticipant:
+        services = self.services
         participant = ConferenceParticipant(
             services.participant_config(self.room),
             self.room.jid,
@@ -236,17 +227,19 @@ class InboundCall(AsyncIOEventEmitter):
         participant.on("failed", self._on_failed)
         participant.on("dtmf", self._on_conference_dtmf)
         self._join_task = self._spawn(self._join(participant))
+        return participant
 
-    def _refuse(
-        self,
-        status: int,
-        reason: str,
-        result: Result,
-        detail: str,
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self.log.warning("refused with %d: %s", status, detail)
-        self._run(self.flow.refused(status, reason, result, tuple(headers or ())))
+    # -- hooks for the subclasses ---------------------------------------------------------------
+
+    def _joined(self, me: Occupant) -> None:
+        self.log.info(
+            "joined %s as %s (display name %r)", self.room.jid, me.nick, self.display_name
+        )
+        self._run(self.flow.joined(self.loop.time()))
+
+    def _do_own(self, action: Action) -> bool:
+        """Carry out what only this direction does; True when handled."""
+        return False
 
     async def _join(self, participant: ConferenceParticipant) -> None:
         try:
@@ -258,10 +251,7 @@ class InboundCall(AsyncIOEventEmitter):
             self.log.warning("could not join %s: %s", self.room.jid, exc)
             self._run(self.flow.join_failed(status, reason, result))
             return
-        self.log.info(
-            "joined %s as %s (display name %r)", self.room.jid, me.nick, self.display_name
-        )
-        self._run(self.flow.joined(self.loop.time()))
+        self._joined(me)
 
     # -- the conference leg's events -------------------------------------------------------------
 
@@ -429,23 +419,11 @@ class InboundCall(AsyncIOEventEmitter):
 
     def _do(self, action: Action) -> None:
         now = self.loop.time()
-        call = self.call
         media = self.media
         participant = self.participant
-        if isinstance(action, Answer):
-            call.answer()
-            self.log.info("answered (200 OK) after %.2f s", now - self.received_at)
-            if self.services.metrics is not None:
-                self.services.metrics.call_setup(now - self.received_at)
-            if media is not None and participant is not None:
-                media.attach(self.services.conferences, self.room.jid, self, participant.local_ssrc)
-        elif isinstance(action, Reject):
-            self.log.info("rejected: %d %s", action.status, action.reason)
-            call.reject(action.status, _phrase(action.reason), list(action.headers))
-        elif isinstance(action, Hangup):
-            self.log.info("hanging up: %d %s", action.status, action.reason)
-            call.hangup(action.status, _phrase(action.reason))
-        elif isinstance(action, SetStatus):
+        if self._do_own(action):
+            return
+        if isinstance(action, SetStatus):
             if participant is not None:
                 participant.set_status(action.text)
         elif isinstance(action, PublishMuted):
@@ -478,6 +456,12 @@ class InboundCall(AsyncIOEventEmitter):
         elif isinstance(action, Finished):
             self._finished(action)
 
+    def _attach_media(self) -> None:
+        """The phone's media joins the room (its mixer, or the clock in translator mode)."""
+        media, participant = self.media, self.participant
+        if media is not None and participant is not None:
+            media.attach(self.services.conferences, self.room.jid, self, participant.local_ssrc)
+
     def _leave(self, status: str | None) -> None:
         participant = self.participant
         join = self._join_task
@@ -494,10 +478,11 @@ class InboundCall(AsyncIOEventEmitter):
         self.log.info("left %s", self.room.jid)
 
     async def _send_info(self, action: SendInfo) -> None:
-        if self.call.ended:
+        call = self.call
+        if call is None or call.ended:
             return
         try:
-            response = await self.call.send_info(action.content_type, action.body, timeout=10.0)
+            response = await call.send_info(action.content_type, action.body, timeout=10.0)
         except RuntimeError as exc:  # no dialog (yet, or any more)
             self.log.info("INFO not sent: %s", exc)
             response = None
@@ -525,7 +510,7 @@ class InboundCall(AsyncIOEventEmitter):
         if metrics is not None and self._metrics_started:
             answered = self.flow.answered_at
             duration = self.loop.time() - answered if answered is not None else 0.0
-            metrics.call_ended("inbound", action.result.value, duration)
+            metrics.call_ended(self.direction, action.result.value, duration)
         if not self.finished.done():
             self.finished.set_result(action.result)
         self.emit("ended", action.result)
@@ -540,6 +525,93 @@ class InboundCall(AsyncIOEventEmitter):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self.log.error("call task failed", exc_info=task.exception())
+
+
+class InboundCall(CallSession):
+    """A phone call from the trunk, bound to one conference participant (jigasi.md §1)."""
+
+    def __init__(
+        self,
+        services: CallServices,
+        call: Call,
+        room: RoomTarget,
+        display_name: str,
+        *,
+        received_at: float,
+    ) -> None:
+        super().__init__(
+            services,
+            room,
+            display_name,
+            CallFlow(services.flow, received_at),
+            call=call,
+            started_at=received_at,
+            log_id=call.call_id,
+        )
+        self.sip: Call = call
+
+    def start(self) -> None:
+        """Take the INVITE: negotiate the SDP, 180 Ringing, and join the room. Synchronous, so
+        that 180 follows the core's 100 Trying at once."""
+        now = self.loop.time()
+        self._count_start()
+        self.log.info(
+            "INVITE from %s to room %s (found by %s)",
+            self.display_name,
+            self.room.jid,
+            self.room.source,
+        )
+        try:
+            media = self._open_media(now)
+        except PortsExhaustedError as exc:
+            self._refuse(503, "No RTP port free", Result.FAILED, str(exc))
+            return
+        call = self.sip
+        try:
+            stream = call.negotiate(media.negotiator)
+        except NegotiationError as exc:
+            headers = [("Warning", exc.warning())]
+            self._refuse(exc.status, exc.reason, Result.REJECTED, exc.detail, headers)
+            return
+        except SipParseError as exc:
+            self._refuse(400, f"Bad SDP: {exc.reason}", Result.REJECTED, exc.reason)
+            return
+        if stream is not None:
+            media.negotiated(stream, now)
+        self._wire_call(call)
+        call.on("cancel", self._on_cancel)
+        call.ringing()  # jigasi.md §1.1 step 2: 180 at once, no early media
+        self._start_participant()
+
+    def _refuse(
+        self,
+        status: int,
+        reason: str,
+        result: Result,
+        detail: str,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.log.warning("refused with %d: %s", status, detail)
+        self._run(self.flow.refused(status, reason, result, tuple(headers or ())))
+
+    def _do_own(self, action: Action) -> bool:
+        call = self.sip
+        if isinstance(action, Answer):
+            now = self.loop.time()
+            call.answer()
+            self.log.info("answered (200 OK) after %.2f s", now - self.received_at)
+            if self.services.metrics is not None:
+                self.services.metrics.call_setup(now - self.received_at)
+            self._attach_media()
+        elif isinstance(action, Reject):
+            self.log.info("rejected: %d %s", action.status, action.reason)
+            call.reject(action.status, _phrase(action.reason), list(action.headers))
+        elif isinstance(action, Hangup):
+            self.log.info("hanging up: %d %s", action.status, action.reason)
+            call.hangup(action.status, _phrase(action.reason))
+        else:
+            return False
+        return True
 
 
 def _join_failure(exc: BaseException) -> tuple[int, str, Result]:
@@ -566,4 +638,4 @@ def _join_failure(exc: BaseException) -> tuple[int, str, Result]:
     return 500, f"Internal error joining the room ({type(exc).__name__})", Result.ERROR
 
 
-__all__ = ["CallMetrics", "CallServices", "InboundCall", "reason_text"]
+__all__ = ["CallMetrics", "CallServices", "CallSession", "InboundCall", "reason_text"]
