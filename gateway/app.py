@@ -30,28 +30,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.access import AccessPolicy, Verdict
-from gateway.call import CallServices, InboundCall
-from gateway.caller_id import caller_display_name
+from gateway.call import CallServices, CallSession, InboundCall, reason_phrase
+from gateway.caller_id import caller_display_name, number_display_name
 from gateway.conference import Conferences
 from gateway.config import GatewayConfig
 from gateway.config_loader import parse_host_port
+from gateway.dialout import OutboundCall, dial_target, extra_headers
 from gateway.logs import call_logger
 from gateway.metrics import Metrics
-from gateway.rooms import RoomNotFound, RoomResolver, RoomTarget
+from gateway.rooms import RoomNotFound, RoomResolver, RoomTarget, names_of
 from gateway.session import FlowSettings, Phase, Result
 from media.clock import MediaClock
 from media.ports import PortAllocator
 from sip.digest import CredentialStore
 from sip.errors import SipParseError
 from sip.events import RegistrationChanged
-from sip.offer_answer import OfferAnswerConfig, SrtpMode
+from sip.headers import NameAddr
+from sip.offer_answer import MediaNegotiator, OfferAnswerConfig, SrtpMode
 from sip.registration import Registration, RegistrationConfig, RegistrationState
 from sip.transport import ListenSpec, TlsSettings
 from sip.ua import Call, UAConfig, UserAgent
 from sip.uri import Uri, parse_uri
+from xmpp.brewery import BreweryConfig as BreweryClientConfig
+from xmpp.brewery import BreweryMember, BreweryStats
 from xmpp.config import ParticipantConfig, XmppServer
 from xmpp.connection import resolve_server
 from xmpp.media_api import MediaFactory, MediaTransport
+from xmpp.rayo import DialRefused, DialRequest
 
 log = logging.getLogger("pygasi.gateway")
 
@@ -63,6 +68,8 @@ PROBE_INTERVAL = 30.0  # the XMPP server reachability probe (health)
 PROBE_TIMEOUT = 5.0
 QUALITY_INTERVAL = 5.0  # RTP loss/jitter into the metrics
 STOP_WAIT = 10.0  # how long stop() waits for hung-up calls to leave their rooms
+STATS_INTERVAL = 1.0  # brewery stats re-published this often when they changed
+DIAL_CONFIRM_TIMEOUT = 10.0  # jigasi.md §3.3: answer the dial before Jicofo's 15 s
 
 
 class GatewayStartError(Exception):
@@ -128,12 +135,14 @@ class Gateway:
         self.conferences = Conferences(self.clock)
         self.ua: UserAgent | None = None
         self.registration: Registration | None = None
-        self.calls: dict[str, InboundCall] = {}
+        self.calls: dict[str, CallSession] = {}  # by log id (the inbound Call-ID)
         self.totals = Totals()
         self.started_at = time.time()
         self.xmpp_reachable: bool | None = None  # None: not probed yet
         self.xmpp_problem = "not probed yet"
         self._media_factory = media_factory
+        self.brewery: BreweryMember | None = None
+        self._dials = 0
         self._draining = False
         self._services: CallServices | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -177,6 +186,7 @@ class Gateway:
             media_factory=self._media_factory or self._conference_media,
             metrics=self.metrics,
             translator=config.sip.translator,
+            room_header=names_of(config.inbound.room_header),
         )
         log.info(
             "SIP on %s (%s), RTP ports %s, SDP address %s",
@@ -197,6 +207,8 @@ class Gateway:
             self.metrics.registration_state("none")
         self._spawn(self._probe_xmpp_forever())
         self._spawn(self._report_quality_forever())
+        if config.brewery.room:
+            self._start_brewery()
 
     async def drain(self, timeout: float | None = None) -> None:
         """Graceful: refuse new calls with 503 + Retry-After, wait for the active ones (up to
@@ -207,6 +219,8 @@ class Gateway:
             self.ua.refuse_calls(
                 503, "Service Unavailable (draining)", self.config.drain.retry_after
             )
+        if self.brewery is not None:
+            self.brewery.publish(self.brewery_stats())  # Jicofo stops choosing us at once
         log.info("draining: %d call(s) active", len(self.calls))
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
@@ -228,10 +242,16 @@ class Gateway:
                     asyncio.gather(*(c.closed() for c in calls), return_exceptions=True),
                     STOP_WAIT,
                 )
+        if self.brewery is not None:
+            self.brewery.publish(self.brewery_stats())
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.brewery is not None:
+            with contextlib.suppress(Exception):
+                await self.brewery.stop()
+            self.brewery = None
         if self.ua is not None:
             await self.ua.close(unregister=True)
             self.ua = None
@@ -274,6 +294,7 @@ class Gateway:
             status_linger=inbound.status_linger,
             heartbeat_seconds=inbound.heartbeat_seconds,
             hangup_when_only_gateways=inbound.hangup_when_only_gateways,
+            ring_timeout=self.config.sip.account.ring_timeout,
         )
 
     def participant_config(self, room: RoomTarget) -> ParticipantConfig:
@@ -385,14 +406,14 @@ class Gateway:
             # jigasi.md §9 item 1: the caller's operator must be able to read why.
             clog.warning("INVITE from %s refused: %s", source, exc.reason)
             self.totals.calls_refused += 1
-            call.reject(486, _phrase(f"Busy Here ({exc.reason})"), [_warning(exc.reason)])
+            call.reject(486, reason_phrase(f"Busy Here ({exc.reason})"), [_warning(exc.reason)])
             return
         inbound = self.config.inbound
         display = caller_display_name(
             call.from_, mask=inbound.mask_caller_id, keep_digits=inbound.mask_keep_digits
         )
         session = InboundCall(services, call, room, display, received_at=now)
-        self.calls[call.call_id] = session
+        self.calls[session.log_id] = session
         self._idle.clear()
         self.totals.calls += 1
         session.on("ended", lambda result: self._call_ended(session, result))
@@ -401,10 +422,10 @@ class Gateway:
         except (SipParseError, ValueError) as exc:
             clog.warning("call could not start: %s", exc)
             if not call.ended:
-                call.reject(400, _phrase(f"Bad Request ({exc})"))
+                call.reject(400, reason_phrase(f"Bad Request ({exc})"))
             self._forget(session)
 
-    def _call_ended(self, session: InboundCall, result: Result) -> None:
+    def _call_ended(self, session: CallSession, result: Result) -> None:
         flow = session.flow
         if result is Result.COMPLETED or result is Result.CANCELLED:
             self.totals.calls_completed += 1
@@ -415,11 +436,123 @@ class Gateway:
             self.totals.conference_seconds += max(0.0, session.loop.time() - flow.answered_at)
         self._forget(session)
 
-    def _forget(self, session: InboundCall) -> None:
-        if self.calls.get(session.call_id) is session:
-            del self.calls[session.call_id]
+    def _forget(self, session: CallSession) -> None:
+        if self.calls.get(session.log_id) is session:
+            del self.calls[session.log_id]
         if not self.calls:
             self._idle.set()
+
+    # -- dial-out (jigasi.md §3) --------------------------------------------------------------
+
+    def _start_brewery(self) -> None:
+        brewery = self.config.brewery
+        member = BreweryMember(
+            BreweryClientConfig(
+                room=brewery.room,
+                username=brewery.username,
+                password=brewery.password,
+                server=self.xmpp_server,
+                allowed_jid=brewery.allowed_jid or None,
+            ),
+            self.brewery_stats(),
+        )
+        member.on_dial = self._on_dial
+        member.on_hangup = self._on_brewery_hangup
+        self.brewery = member
+        self._spawn(member.start())
+        self._spawn(self._publish_stats_forever())
+
+    def brewery_stats(self) -> BreweryStats:
+        """jigasi.md §3.2, from what /about/stats reports."""
+        stats = self.stats()
+        return BreweryStats(
+            conferences=stats["conferences"],
+            participants=stats["participants"],
+            graceful_shutdown=self._draining,
+            stress_level=stats["stress_level"],
+            region=self.config.xmpp.region or None,
+            version=self.version()["version"],
+        )
+
+    async def _publish_stats_forever(self) -> None:
+        # publish() sends only what changed: a call starting or ending, a room growing or
+        # shrinking, a drain reach Jicofo within a second.
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            if self.brewery is not None:
+                self.brewery.publish(self.brewery_stats())
+
+    async def _on_dial(self, request: DialRequest, sender: str) -> str:
+        """A Rayo dial relayed by Jicofo: join the room, answer with our occupant's ``ref``
+        URI, call the number when the focus invites us (jigasi.md §3.3-§3.4)."""
+        services, ua = self._services, self.ua
+        if self._draining or services is None or ua is None:
+            raise DialRefused("service-unavailable", "this gateway takes no new calls")
+        account = self.config.sip.account
+        target = dial_target(request.to, account)
+        headers = extra_headers(request.headers)
+        if not request.room:
+            raise DialRefused("bad-request", "no JvbRoomName header")
+        try:
+            room = self.resolver.target(request.room, request.password, "rayo")
+        except ValueError as exc:
+            raise DialRefused("bad-request", f"JvbRoomName: {exc}") from None
+        inbound = self.config.inbound
+        display = number_display_name(
+            request.to, mask=inbound.mask_caller_id, keep_digits=inbound.mask_keep_digits
+        )
+        self._dials += 1
+        call = OutboundCall(
+            services,
+            self._send_invite,
+            target,
+            room,
+            display,
+            headers,
+            started_at=ua.now(),
+            log_id=f"dial-{self._dials}",
+        )
+        self.calls[call.log_id] = call
+        self._idle.clear()
+        self.totals.calls += 1
+        call.on("ended", lambda result: self._call_ended(call, result))
+        call.log.info("Rayo dial of %s from %s", request.to, sender)
+        try:
+            return await asyncio.wait_for(call.start(), DIAL_CONFIRM_TIMEOUT)
+        except TimeoutError:
+            # Jicofo gives up after 15 s and tries another gateway: ours must be gone by
+            # then, or the phone would ring twice (jigasi.md §3.3).
+            call.stop("Could not join the room in time")
+            raise DialRefused("remote-server-timeout", "could not join the room in time") from None
+
+    async def _send_invite(
+        self, uri: Uri, headers: list[tuple[str, str]], negotiator: MediaNegotiator
+    ) -> Call:
+        assert self.ua is not None
+        account = self.config.sip.account
+        if account.uri:
+            from_addr = NameAddr(uri=parse_uri(account.uri))
+        else:
+            from_addr = NameAddr(uri=Uri(user="pygasi", host=self.ua.address))
+        # The next hop: the outbound proxy, else a registrar given apart from the AOR's domain
+        # (the trunk's edge), else RFC 3263 on the Request-URI's own host.
+        proxy = _target_uri(account.outbound_proxy or account.registrar, None, account.transport)
+        return await self.ua.invite(
+            uri, from_addr, negotiator=negotiator, headers=headers, proxy=proxy
+        )
+
+    async def _on_brewery_hangup(self, to: str, sender: str) -> None:
+        """A Rayo hangup on the brewery connection: the call whose occupant it names."""
+        for call in list(self.calls.values()):
+            participant = call.participant
+            if (
+                isinstance(call, OutboundCall)
+                and participant is not None
+                and to in (participant.occupant_jid, f"xmpp:{participant.occupant_jid}")
+            ):
+                call.hangup_requested(sender)
+                return
+        raise DialRefused("item-not-found", f"no call {to}")
 
     # -- health and stats ------------------------------------------------------------------------
 
@@ -440,6 +573,14 @@ class Gateway:
                 details["registration"] = registration.state.value
                 if registration.state is not RegistrationState.REGISTERED:
                     problems.append(f"SIP trunk not registered: {registration.reason}")
+        if self.config.brewery.room:
+            brewery = self.brewery
+            if brewery is not None and brewery.joined:
+                details["brewery"] = "joined"
+            else:
+                details["brewery"] = "not joined"
+                why = brewery.problem if brewery is not None else None
+                problems.append(f"brewery {self.config.brewery.room} not joined: {why or '...'}")
         if self.xmpp_reachable:
             details["xmpp"] = "reachable"
         else:
@@ -449,9 +590,9 @@ class Gateway:
             details["reason"] = "; ".join(problems)
         return not problems, details
 
-    def rooms(self) -> dict[str, list[InboundCall]]:
+    def rooms(self) -> dict[str, list[CallSession]]:
         """Our calls that are in their room, by room."""
-        rooms: dict[str, list[InboundCall]] = {}
+        rooms: dict[str, list[CallSession]] = {}
         for call in self.calls.values():
             if call.phase.in_room or call.phase is Phase.LEAVING:
                 rooms.setdefault(call.room.jid, []).append(call)
@@ -541,7 +682,7 @@ class Gateway:
             log.error("gateway task failed", exc_info=task.exception())
 
 
-def _room_members(calls: Iterable[InboundCall]) -> int:
+def _room_members(calls: Iterable[CallSession]) -> int:
     """Everyone in a room except the focus, as our calls' conference legs see it."""
     members: set[str] = set()
     for call in calls:
@@ -569,14 +710,10 @@ def _target_uri(value: str, default_host: str | None, transport: str) -> Uri | N
     return uri
 
 
-def _phrase(text: str) -> str:
-    """A reason phrase: printable ASCII on one line (RFC 3261 §25.1)."""
-    return "".join(ch if " " <= ch <= "~" else "?" for ch in text)[:160]
-
-
 def _warning(text: str) -> tuple[str, str]:
     """RFC 3261 §20.43 Warning 399 (miscellaneous) carrying the cause in full."""
-    cleaned = _phrase(text).replace("\\", "").replace('"', "'")
+    printable = "".join(ch if " " <= ch <= "~" else "?" for ch in text)[:300]
+    cleaned = printable.replace("\\", "").replace('"', "'")
     return ("Warning", f'399 pygasi "{cleaned}"')
 
 

@@ -102,6 +102,9 @@ class CallServices:
     pipeline_config: PipelineConfig | None = None
     focus_nick: str = "focus"
     translator: bool = False  # [sip] translator: forward Opus without mixing when negotiated
+    room_header: tuple[
+        str, ...
+    ] = ()  # [inbound] room_header: dial-out names the room with the first
 
 
 def reason_text(header: str | None) -> str | None:
@@ -115,7 +118,7 @@ def reason_text(header: str | None) -> str | None:
     return text[:120] or None
 
 
-def _phrase(text: str) -> str:
+def reason_phrase(text: str) -> str:
     """A reason phrase: printable ASCII on one line (RFC 3261 §25.1 Reason-Phrase)."""
     cleaned = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
     return cleaned[:120] or "Error"
@@ -353,7 +356,9 @@ class CallSession(AsyncIOEventEmitter):
         # The dialog ended without a BYE we acted on: no ACK for our 200, a session timer, a
         # 481 to an in-dialog request.
         self.log.info("SIP call ended: %s", end.reason)
-        self._run(self.flow.phone_hung_up(self.loop.time(), _phrase(end.reason), cancelled=False))
+        self._run(
+            self.flow.phone_hung_up(self.loop.time(), reason_phrase(end.reason), cancelled=False)
+        )
 
     def _on_media(self, stream: NegotiatedStream) -> None:
         media = self.media
@@ -373,7 +378,7 @@ class CallSession(AsyncIOEventEmitter):
             )
         except info.InfoParseError as exc:
             self.log.info("INFO refused: %s", exc.reason)
-            request.respond(400, _phrase(f"Bad Request ({exc.reason})"))
+            request.respond(400, reason_phrase(f"Bad Request ({exc.reason})"))
             return
         request.respond(200)
         if isinstance(message, info.MuteRequest):
@@ -605,10 +610,10 @@ class InboundCall(CallSession):
             self._attach_media()
         elif isinstance(action, Reject):
             self.log.info("rejected: %d %s", action.status, action.reason)
-            call.reject(action.status, _phrase(action.reason), list(action.headers))
+            call.reject(action.status, reason_phrase(action.reason), list(action.headers))
         elif isinstance(action, Hangup):
             self.log.info("hanging up: %d %s", action.status, action.reason)
-            call.hangup(action.status, _phrase(action.reason))
+            call.hangup(action.status, reason_phrase(action.reason))
         else:
             return False
         return True
@@ -638,4 +643,11 @@ def _join_failure(exc: BaseException) -> tuple[int, str, Result]:
     return 500, f"Internal error joining the room ({type(exc).__name__})", Result.ERROR
 
 
-__all__ = ["CallMetrics", "CallServices", "CallSession", "InboundCall", "reason_text"]
+__all__ = [
+    "CallMetrics",
+    "CallServices",
+    "CallSession",
+    "InboundCall",
+    "reason_phrase",
+    "reason_text",
+]

@@ -67,7 +67,7 @@ class RoomTarget:
         return self.jid.split("@", 1)[0]
 
 
-def _names(value: str | Iterable[str]) -> tuple[str, ...]:
+def names_of(value: str | Iterable[str]) -> tuple[str, ...]:
     """A header option given as a string or a list (the configuration allows both)."""
     if isinstance(value, str):
         return (value,) if value else ()
@@ -125,10 +125,10 @@ class RoomResolver:
             prefix = self.muc_domain[: -len(self.domain) - 1]
         self.muc_prefix = prefix  # "conference" in conference.meet.example.com
         self.muc_prefixes = tuple(dict.fromkeys((prefix, *muc_prefixes)))
-        self.room_headers = _names(inbound.room_header)
-        self.password_headers = _names(inbound.password_header)
-        self.domain_headers = _names(inbound.domain_base_header)
-        self.tenant_headers = _names(inbound.tenant_header)
+        self.room_headers = names_of(inbound.room_header)
+        self.password_headers = names_of(inbound.password_header)
+        self.domain_headers = names_of(inbound.domain_base_header)
+        self.tenant_headers = names_of(inbound.tenant_header)
         self.rooms: dict[str, str] = dict(inbound.rooms)
         self._numbers: dict[str, str] = {}
         for number, room in inbound.rooms.items():
@@ -258,4 +258,4 @@ class RoomResolver:
         return rest, tenant
 
 
-__all__ = ["DEFAULT_MUC_PREFIXES", "RoomNotFound", "RoomResolver", "RoomTarget"]
+__all__ = ["DEFAULT_MUC_PREFIXES", "RoomNotFound", "RoomResolver", "RoomTarget", "names_of"]

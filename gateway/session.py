@@ -32,6 +32,10 @@ from gateway import info
 
 STATUS_INITIALIZING = "Initializing Call"  # jigasi.md §2.2 / §3.6
 STATUS_CONNECTED = "Connected"
+# Dial-out call states as jitsi-meet spells them (jigasi.md §3.6).
+STATUS_CALLING = "calling"
+STATUS_RINGING = "Ringing"
+STATUS_NO_ANSWER = "expired"  # jitsi-meet's label for a call nobody answered
 
 
 class Phase(enum.Enum):
@@ -39,6 +43,7 @@ class Phase(enum.Enum):
     WAITING = "waiting"  # in the room, not answered: waiting for the focus's invite
     CONNECTED = "connected"  # answered; the conference session is up
     ANSWERED_WAITING = "answered-waiting"  # answered; no conference session (yet, or again)
+    CALLING = "calling"  # dial-out: the INVITE is out, the callee has not answered yet
     LEAVING = "leaving"  # the phone hung up; our status shows why until we leave
     ENDED = "ended"
 
@@ -48,7 +53,7 @@ class Phase(enum.Enum):
 
     @property
     def in_room(self) -> bool:
-        return self in (Phase.WAITING, Phase.CONNECTED, Phase.ANSWERED_WAITING)
+        return self in (Phase.WAITING, Phase.CALLING, Phase.CONNECTED, Phase.ANSWERED_WAITING)
 
 
 class Result(enum.Enum):
@@ -73,6 +78,11 @@ class Action:
 @dataclass(frozen=True, slots=True)
 class Answer(Action):
     """Send the 200 with our SDP answer and start the phone's media in the room mixer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dial(Action):
+    """Dial-out: send the INVITE to the callee (jigasi.md §3.4: when the focus invites us)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +182,7 @@ LEAVE_TIMER = "leave"
 HEARTBEAT_TIMER = "heartbeat"
 MUTE_TIMER = "mute-response"
 GATEWAYS_TIMER = "only-gateways"
+RING_TIMER = "ring"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +194,7 @@ class FlowSettings:
     hangup_when_only_gateways: bool = True  # §1.9 ALLOW_ONLY_JIGASIS_IN_ROOM=false
     gateways_grace: float = 5.0  # ... after this long with only gateways in the room
     mute_response_timeout: float = 10.0  # how long a moderator's mute waits for the IVR
+    ring_timeout: float = 60.0  # dial-out: CANCEL after this long unanswered
 
 
 class CallFlow:
@@ -519,6 +531,119 @@ class CallFlow:
         return []
 
 
+class DialOutFlow(CallFlow):
+    r"""The state machine of a dial-out call (jigasi.md §3): we join the room first, dial the
+    number when the focus invites us, and report the call's states in presence (§3.6):
+    ``Initializing Call``, ``calling``, ``Ringing``, ``Connected``, or the failure's reason
+    phrase, shown for ``status_linger`` seconds before we leave. The rest - mute, hold, the
+    callee's BYE, kicks, the focus coming and going - is the inbound call's.
+
+    ::
+
+        JOINING --joined--> WAITING --session started: Dial--> CALLING --answered--> CONNECTED
+                               |                                   |  \--ring timeout: CANCEL
+                               invite timeout                      +--failure: status, leave
+    """
+
+    def __init__(self, settings: FlowSettings, now: float) -> None:
+        super().__init__(settings, now)
+        self.ringing = False
+
+    def _finish(self, result: Result, reason: str, actions: list[Action]) -> list[Action]:
+        return super()._finish(result, reason, [*actions, CancelTimer(RING_TIMER)])
+
+    def joined(self, now: float) -> list[Action]:
+        if self.phase is not Phase.JOINING:
+            return []
+        self.phase = Phase.WAITING
+        return [
+            SetStatus(STATUS_INITIALIZING),
+            StartTimer(INVITE_TIMER, now + self.settings.invite_timeout),
+        ]
+
+    def session_started(self, now: float) -> list[Action]:
+        """The focus invited us: dial now (the Jingle session is accepted at once, before the
+        callee answers, §3.4). A later invite after the callee answered binds the media."""
+        if self.phase is Phase.WAITING:
+            self.phase = Phase.CALLING
+            return [
+                CancelTimer(INVITE_TIMER),
+                Dial(),
+                SetStatus(STATUS_CALLING),
+                StartTimer(RING_TIMER, now + self.settings.ring_timeout),
+            ]
+        if self.phase is Phase.ANSWERED_WAITING:
+            self.phase = Phase.CONNECTED
+            return [CancelTimer(INVITE_TIMER), BindConference()]
+        return []
+
+    def media_connected(self, now: float) -> list[Action]:
+        return []  # "Connected" means the callee answered (§3.6), not ICE
+
+    def progress(self) -> list[Action]:
+        """180/183 from the callee."""
+        if self.phase is not Phase.CALLING or self.ringing:
+            return []
+        self.ringing = True
+        return [SetStatus(STATUS_RINGING)]
+
+    def callee_answered(self, now: float, session_up: bool) -> list[Action]:
+        """200 OK: the phone's media joins the room; without a conference session (it ended
+        while ringing) we wait for the next invite as an inbound call does."""
+        if self.phase is not Phase.CALLING:
+            return []
+        actions: list[Action] = [CancelTimer(RING_TIMER), SetStatus(STATUS_CONNECTED)]
+        actions += self._answer(now)
+        if session_up:
+            self.phase = Phase.CONNECTED
+            actions.append(BindConference())
+        else:
+            self.phase = Phase.ANSWERED_WAITING
+            actions.append(StartTimer(INVITE_TIMER, now + self.settings.invite_timeout))
+        return actions
+
+    def callee_failed(self, now: float, status: int, reason: str) -> list[Action]:
+        """A final error response: the reason phrase (``Busy Here``, ``Not Found``) becomes
+        our status, and we leave ``status_linger`` seconds later (§3.6)."""
+        if self.phase is not Phase.CALLING:
+            return []
+        busy = status in (486, 600, 603)
+        return self._show_and_leave(now, reason, Result.REJECTED if busy else Result.FAILED)
+
+    def _show_and_leave(self, now: float, status: str, result: Result) -> list[Action]:
+        self.phase = Phase.LEAVING
+        self.leave_status = status
+        self.result = result
+        self.end_reason = status
+        return [
+            StopMedia(),
+            UnbindConference(),
+            CancelTimer(INVITE_TIMER),
+            CancelTimer(RING_TIMER),
+            CancelTimer(HEARTBEAT_TIMER),
+            CancelTimer(MUTE_TIMER),
+            CancelTimer(GATEWAYS_TIMER),
+            SetStatus(status),
+            StartTimer(LEAVE_TIMER, now + self.settings.status_linger),
+        ]
+
+    def hangup_requested(self, reason: str = "Hung up from the meeting") -> list[Action]:
+        """Rayo ``hangup`` (§3.5): CANCEL or BYE, and leave the room now."""
+        if not self.phase.in_room and self.phase is not Phase.JOINING:
+            return []
+        if self.phase is Phase.JOINING:
+            return self._finish(Result.COMPLETED, reason, [StopMedia(), Leave(None)])
+        return self._end_call(200, reason, Result.COMPLETED)
+
+    def timer(self, name: str, now: float) -> list[Action]:
+        if name == RING_TIMER and self.phase is Phase.CALLING:
+            return [
+                Hangup(408, "No answer"),
+                *self._show_and_leave(now, STATUS_NO_ANSWER, Result.TIMEOUT),
+            ]
+        return super().timer(name, now)
+
+
 __all__ = [
     "STATUS_CONNECTED",
     "STATUS_INITIALIZING",
@@ -527,6 +652,8 @@ __all__ = [
     "BindConference",
     "CallFlow",
     "CancelTimer",
+    "Dial",
+    "DialOutFlow",
     "Finished",
     "FlowSettings",
     "GateMedia",

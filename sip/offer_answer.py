@@ -91,7 +91,10 @@ class SrtpMode(StrEnum):
     """SDES-SRTP (RFC 4568) policy."""
 
     DISABLED = "disabled"  # plain RTP only: an RTP/SAVP offer is refused
-    OPTIONAL = "optional"  # answer RTP/SAVP with SRTP and RTP/AVP with RTP; offer RTP/SAVP
+    # Answer RTP/SAVP with SRTP and RTP/AVP with RTP; offer plain RTP/AVP: a peer without
+    # SRTP refuses an RTP/SAVP offer outright (488), and "best effort" a=crypto on RTP/AVP is
+    # not in RFC 4568. Dial-out to an SRTP-only trunk takes REQUIRED.
+    OPTIONAL = "optional"
     REQUIRED = "required"  # an RTP/AVP offer gets 488; offer RTP/SAVP
 
 
@@ -649,7 +652,7 @@ class MediaNegotiator:
 
     def create_offer(self) -> SessionDescription:
         """Our offer (RFC 3264 §5): every codec in preference order, telephone-event at each
-        clock rate in use, RTP/SAVP with a=crypto when SRTP is enabled. In a re-offer the
+        clock rate in use, RTP/SAVP with a=crypto when SRTP is required. In a re-offer the
         m= lines of the previous exchange keep their places, the others stay rejected (§8)."""
         if self._pending is not None:
             raise NegotiationError("an offer of ours is pending", status=491)
@@ -678,7 +681,7 @@ class MediaNegotiator:
             # RFC 5761 §5.1.1: offer mux, with a=rtcp as the fallback if it is refused.
             attrs.append(Attribute("rtcp-mux"))
         proto = "RTP/AVP"
-        if config.srtp is not SrtpMode.DISABLED:
+        if config.srtp is SrtpMode.REQUIRED:
             proto = "RTP/SAVP"
             for tag, suite in enumerate(config.srtp_suites, 1):
                 key = CryptoKey(self._local_key(suite))

@@ -12,6 +12,8 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
+from xmpp import stanzas
+
 # Features (jingle.md §2.4 table, §12 step 4). Audio only: no video, no SCTP, no
 # ssrc-rewriting, no tcc/remb/rtx/red (§8.2: without ssrc-rewriting Jicofo signals every
 # remote audio SSRC with its owner in Jingle).
@@ -27,6 +29,7 @@ DISCO_INFO = "http://jabber.org/protocol/disco#info"
 SOURCE_NAME = "http://jitsi.org/source-name"
 JINGLE_DTMF = "urn:xmpp:jingle:dtmf:0"
 JIGASI = "http://jitsi.org/protocol/jigasi"
+PING = "urn:xmpp:ping"
 # Without it in disco Jicofo refuses to force-mute an occupant it detects as Jigasi (§9).
 AUDIO_MUTE = "http://jitsi.org/protocol/audio-mute"
 
@@ -98,3 +101,20 @@ def caps_ver(info: DiscoInfo) -> str:
     """``ver``: base64 of the SHA-1 of the verification string (XEP-0115 §5.1 steps 7-8)."""
     digest = hashlib.sha1(verification_string(info).encode(), usedforsecurity=False).digest()
     return base64.b64encode(digest).decode("ascii")
+
+
+def fill_disco_info(query: stanzas.DiscoInfoQuery, info: DiscoInfo) -> None:
+    """Write ``info`` into a disco#info result ``<query>`` (XEP-0030 §3.1)."""
+    for identity in info.identities:
+        element = stanzas.DiscoIdentity()
+        element["category"] = identity.category
+        element["type"] = identity.type
+        if identity.name:
+            element["name"] = identity.name
+        if identity.lang:
+            element.set_lang(identity.lang)
+        query.append(element)
+    for feature in info.features:
+        item = stanzas.DiscoFeature()
+        item["var"] = feature
+        query.append(item)

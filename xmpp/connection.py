@@ -16,7 +16,9 @@ Login: plain TCP, then STARTTLS (RFC 6120 §5) verified against the XMPP domain 
 re-established with exponential back-off, and ``"online"`` is emitted again so the owner can
 re-join its room.
 
-Events (pyee): ``"online"`` (bound JID, str), ``"offline"`` (reason, str).
+Events (pyee): ``"online"`` (bound JID, str), ``"offline"`` (reason, str),
+``"reconnect_failed"`` (the `ConnectionFailed` of one background attempt; `last_error` keeps
+its text until the next success, for a health check).
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ class XmppConnection(AsyncIOEventEmitter):
         self._keepalive: asyncio.Task[None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self.reconnects = 0
+        self.last_error: str | None = None
 
     # -- state --------------------------------------------------------------------------------
 
@@ -231,6 +234,7 @@ class XmppConnection(AsyncIOEventEmitter):
 
     def _went_online(self) -> None:
         self._online = True
+        self.last_error = None
         self._keepalive = asyncio.ensure_future(self._ping_loop())
         log.debug("online as %s", self.jid)
         self.emit("online", self.jid)
@@ -263,6 +267,8 @@ class XmppConnection(AsyncIOEventEmitter):
                 await self._attempt()
             except ConnectionFailed as exc:
                 log.info("XMPP reconnect failed: %s", exc)
+                self.last_error = str(exc)
+                self.emit("reconnect_failed", exc)
                 delay = min(maximum, delay * 2)
                 continue
             self.reconnects += 1

@@ -18,6 +18,10 @@ Events (pyee ``AsyncIOEventEmitter``, listeners may be coroutines):
 * ``"sources_added"`` / ``"sources_removed"`` (tuple[MediaSource, ...]: remote audio with owner);
 * ``"mute_requested"`` (MuteRequested: the focus asked us to mute; a ``false`` is acknowledged
   and ignored, unmuting is the phone user's choice, jingle.md §7);
+* ``"hangup_requested"`` (str: the sender's occupant JID): a Rayo ``<hangup
+  xmlns="urn:xmpp:rayo:1"/>`` sent to our occupant JID (the dial result's ``ref``, jigasi.md
+  §3.5) by the focus or a current occupant of the room, already answered ``result``; the
+  gateway hangs the call up and leaves. From anyone else it is answered ``forbidden``;
 * ``"occupant_joined"`` / ``"occupant_left"`` (Occupant, ``is_gateway`` for Jigasi-like ones),
   ``"focus_joined"`` / ``"focus_left"`` (Occupant);
 * ``"kicked"`` (Departure: kicked / banned / removed / shutdown), ``"room_destroyed"``
@@ -45,8 +49,7 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from xmpp import stanzas
-from xmpp.caps import DiscoInfo, caps_ver, gateway_disco_info
+from xmpp.caps import DiscoInfo, caps_ver, fill_disco_info, gateway_disco_info
 from xmpp.config import ParticipantConfig
 from xmpp.connection import XmppConnection, reply, send_iq, send_iq_nowait
 from xmpp.errors import (
@@ -213,6 +216,9 @@ class ConferenceParticipant(AsyncIOEventEmitter):
         )
         client.register_handler(
             Callback("pygasi mute", StanzaPath("iq@type=set/mute"), self._on_mute)
+        )
+        client.register_handler(
+            Callback("pygasi rayo hangup", StanzaPath("iq@type=set/rayo_hangup"), self._on_hangup)
         )
         client.register_handler(
             Callback(
@@ -481,6 +487,31 @@ class ConferenceParticipant(AsyncIOEventEmitter):
         else:
             log.debug("remote unmute from %s ignored (the phone user's choice)", sender)
 
+    def _may_hang_up(self, sender: JID) -> bool:
+        """The focus, or a current occupant of our room other than ourselves (jigasi.md §3.5:
+        the web client sends the hangup to the ``ref`` occupant JID, and Prosody delivers it
+        from the sender's occupant JID; a non-occupant cannot send through the room)."""
+        if self._from_focus(str(sender)):
+            return True
+        return (
+            sender.bare == self.room
+            and bool(sender.resource)
+            and sender.resource != self.nick
+            and sender.resource in self.occupants
+        )
+
+    def _on_hangup(self, stanza: StanzaBase) -> None:
+        iq = cast(Iq, stanza)
+        sender = iq["from"]
+        if not self._may_hang_up(sender):
+            log.info("Rayo hangup from %s refused: not an occupant of %s", sender, self.room)
+            self._reply_error(
+                iq, ErrorReply("forbidden", "auth", "hangup is accepted from the room's occupants")
+            )
+            return
+        reply(iq).send()
+        self.emit("hangup_requested", str(sender))
+
     def _on_disco(self, stanza: StanzaBase) -> None:
         """disco#info with or without ``node`` (jingle.md §2.4): Jicofo asks with
         ``<caps node>#<ver>``; another node is unknown (XEP-0030 §3.1 item-not-found)."""
@@ -494,19 +525,7 @@ class ConferenceParticipant(AsyncIOEventEmitter):
         result = answer["disco_info_query"]
         if node:
             result["node"] = node
-        for identity in self.disco.identities:
-            element = stanzas.DiscoIdentity()
-            element["category"] = identity.category
-            element["type"] = identity.type
-            if identity.name:
-                element["name"] = identity.name
-            if identity.lang:
-                element.set_lang(identity.lang)
-            result.append(element)
-        for feature in self.disco.features:
-            item = stanzas.DiscoFeature()
-            item["var"] = feature
-            result.append(item)
+        fill_disco_info(result, self.disco)
         answer.send()
 
     def _on_presence(self, stanza: StanzaBase) -> None:

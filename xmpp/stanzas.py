@@ -7,10 +7,11 @@ jitsi-xmpp-extensions) to the attribute: Jingle (XEP-0166) with RTP (XEP-0167), 
 grouping (XEP-0338), Jitsi's ``ssrc-info``/``bridge-session``/``json-message``; the focus
 conference IQ; the mute IQ; the MUC join and occupant presence extensions (XEP-0045, XEP-0115,
 XEP-0172, Jitsi's ``SourceInfo``/``audiomuted``/``features``); disco#info (XEP-0030); XEP-0199
-ping.
+ping; Rayo ``dial``/``hangup``/``ref`` (XEP-0327 as Jitsi uses it, jigasi.md §3.3-§3.5) and the
+brewery's colibri ``<stats>`` presence (jigasi.md §3.2).
 
 The classes only map XML; reading values with validation and building whole stanzas from
-values is done in `xmpp.jingle`, `xmpp.presence`, `xmpp.focus` and `xmpp.mute`.
+values is done in `xmpp.jingle`, `xmpp.presence`, `xmpp.focus`, `xmpp.rayo` and `xmpp.brewery`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ NS_CAPS = "http://jabber.org/protocol/caps"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DATA_FORMS = "jabber:x:data"
 NS_PING = "urn:xmpp:ping"
+NS_RAYO = "urn:xmpp:rayo:1"
 
 
 class _Text(ElementBase):
@@ -646,6 +648,68 @@ class DisplayNameRequired(ElementBase):
     plugin_attrib = "displayname_required"
 
 
+# --- Rayo (XEP-0327) as Jitsi uses it: dial-out and hang-up (jigasi.md §3.3-§3.5) --------------
+
+
+class RayoDial(ElementBase):
+    """``<dial xmlns="urn:xmpp:rayo:1" to from>`` with ``<header name value>`` children
+    (lib-jitsi-meet's ``strophe.rayo``, forwarded by Jicofo; jigasi.md §3.3)."""
+
+    name = "dial"
+    namespace = NS_RAYO
+    plugin_attrib = "rayo_dial"
+    interfaces: ClassVar[set[str]] = {"to", "from"}
+
+
+class RayoHeader(ElementBase):
+    """``<header name value>`` of a dial (``JvbRoomName``, ``JvbRoomPassword``, SIP headers)
+    or of a hangup."""
+
+    name = "header"
+    namespace = NS_RAYO
+    plugin_attrib = "rayo_header"
+    plugin_multi_attrib = "rayo_headers"
+    interfaces: ClassVar[set[str]] = {"name", "value"}
+
+
+class RayoHangup(ElementBase):
+    """``<hangup xmlns="urn:xmpp:rayo:1"/>``, sent to the ``ref`` occupant JID (§3.5)."""
+
+    name = "hangup"
+    namespace = NS_RAYO
+    plugin_attrib = "rayo_hangup"
+
+
+class RayoRef(ElementBase):
+    """``<ref xmlns="urn:xmpp:rayo:1" uri="xmpp:room@conference…/nick"/>``: the dial result."""
+
+    name = "ref"
+    namespace = NS_RAYO
+    plugin_attrib = "rayo_ref"
+    interfaces: ClassVar[set[str]] = {"uri"}
+
+
+# --- brewery stats presence (jigasi.md §3.2) ----------------------------------------------------
+
+
+class ColibriStats(ElementBase):
+    """``<stats xmlns="http://jitsi.org/protocol/colibri">`` in a brewery occupant's presence."""
+
+    name = "stats"
+    namespace = NS_COLIBRI
+    plugin_attrib = "colibri_stats"
+
+
+class ColibriStat(ElementBase):
+    """``<stat name value/>``."""
+
+    name = "stat"
+    namespace = NS_COLIBRI
+    plugin_attrib = "colibri_stat"
+    plugin_multi_attrib = "colibri_stat_list"
+    interfaces: ClassVar[set[str]] = {"name", "value"}
+
+
 # --- registration (once) -----------------------------------------------------------------------
 
 
@@ -712,6 +776,14 @@ def _register() -> None:
     register_stanza_plugin(Presence, StatsId)
     register_stanza_plugin(Presence, Region)
     register_stanza_plugin(Presence, LegacyLobbyRoom)
+
+    register_stanza_plugin(Iq, RayoDial)
+    register_stanza_plugin(RayoDial, RayoHeader, iterable=True)
+    register_stanza_plugin(Iq, RayoHangup)
+    register_stanza_plugin(RayoHangup, RayoHeader, iterable=True)
+    register_stanza_plugin(Iq, RayoRef)
+    register_stanza_plugin(Presence, ColibriStats)
+    register_stanza_plugin(ColibriStats, ColibriStat, iterable=True)
 
 
 _register()

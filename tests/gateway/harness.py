@@ -110,6 +110,7 @@ async def wait_until(predicate: Any, timeout: float = 15.0, what: str = "conditi
 async def only_call(gateway: Gateway, timeout: float = 10.0) -> InboundCall:
     await wait_until(lambda: len(gateway.calls) == 1, timeout, "one call at the gateway")
     (call,) = gateway.calls.values()
+    assert isinstance(call, InboundCall)
     return call
 
 

@@ -56,7 +56,7 @@ async def test_call_joins_the_room_with_audio_both_ways(
         # Alone with one web participant: Jicofo does not invite, so the phone is not answered.
         await asyncio.sleep(1.0)
         assert call.flow.answered_at is None
-        assert call.call.state.value != "confirmed"
+        assert call.sip.state.value != "confirmed"
         occupant = sandbox.jicofo.room(ROOM).occupants[nick]
         assert occupant.display_name == "Alice Phone"
         assert occupant.is_gateway
@@ -279,7 +279,7 @@ async def test_session_terminate_then_a_new_invite_keeps_the_call(
         # Jicofo ends the session (bridge restart, single-participant timeout...).
         await sandbox.jicofo.terminate(ROOM, nick, "success", "bridge restart")
         await wait_until(lambda: call.phase is Phase.ANSWERED_WAITING, what="waiting again")
-        assert not call.call.ended
+        assert not call.sip.ended
         # ... and invites again: audio comes back on the same phone call.
         room = sandbox.jicofo.room(ROOM)
         await sandbox.jicofo.invite(room, nick)
@@ -612,7 +612,7 @@ async def test_prosody_restart_keeps_the_phone_call(
         await wait_until(
             lambda: participant.me is not None and participant.nick != nick, what="re-joined"
         )
-        assert not call.call.ended and call.phase is not Phase.ENDED
+        assert not call.sip.ended and call.phase is not Phase.ENDED
         # The web participants come back too (their own connections died with the server).
         room = sandbox.jicofo.room(ROOM)
         focus = sandbox.jicofo.focus

@@ -155,6 +155,7 @@ def test_phase_properties() -> None:
     assert {p for p in Phase if p.answered} == {Phase.CONNECTED, Phase.ANSWERED_WAITING}
     assert {p for p in Phase if p.in_room} == {
         Phase.WAITING,
+        Phase.CALLING,  # dial-out: ringing the callee, in the room
         Phase.CONNECTED,
         Phase.ANSWERED_WAITING,
     }

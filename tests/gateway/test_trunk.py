@@ -298,8 +298,8 @@ async def test_call_through_kamailio_joins_the_room_with_audio_both_ways(
 
                 # The INVITE came through Kamailio: its Via on top, its Record-Route, the
                 # room header intact, the caller's credentials consumed by the proxy.
-                request = call.call.request
-                rr = f"<sip:{HOST}:{kam.port};lr;ftag={call.call.from_.tag}>"
+                request = call.sip.request
+                rr = f"<sip:{HOST}:{kam.port};lr;ftag={call.sip.from_.tag}>"
                 assert request.top_via.sent_by == (HOST, kam.port)
                 assert len(request.vias) == 2
                 assert [str(r) for r in request.record_routes] == [rr]

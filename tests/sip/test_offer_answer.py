@@ -678,8 +678,12 @@ a=recvonly
         assert detail in info.value.detail
         assert not neg.offer_pending  # consumed: the caller ends the call or re-offers
 
+    def test_optional_srtp_offers_plain_rtp(self) -> None:
+        offer_sdp = negotiator(OfferAnswerConfig(srtp=SrtpMode.OPTIONAL)).create_offer()
+        assert offer_sdp.media[0].proto == "RTP/AVP" and not offer_sdp.media[0].crypto
+
     def test_srtp_offer_and_answer(self) -> None:
-        neg = negotiator(OfferAnswerConfig(srtp=SrtpMode.OPTIONAL))
+        neg = negotiator(OfferAnswerConfig(srtp=SrtpMode.REQUIRED))
         neg.create_offer()
         stream = neg.receive_answer(
             offer(
@@ -698,7 +702,7 @@ a=recvonly
         ],
     )
     def test_bad_srtp_answers(self, crypto: str) -> None:
-        neg = negotiator(OfferAnswerConfig(srtp=SrtpMode.OPTIONAL))
+        neg = negotiator(OfferAnswerConfig(srtp=SrtpMode.REQUIRED))
         neg.create_offer()
         with pytest.raises(NegotiationError, match="crypto"):
             neg.receive_answer(offer(f"m=audio 7000 RTP/SAVP 0\n{crypto}"))
@@ -764,8 +768,8 @@ class TestConfig:
             OfferAnswerConfig(**kwargs)  # type: ignore[arg-type]
 
     def test_random_session_id_and_keys(self) -> None:
-        a = MediaNegotiator(LOCAL, PORT, OfferAnswerConfig(srtp=SrtpMode.OPTIONAL))
-        b = MediaNegotiator(LOCAL, PORT, OfferAnswerConfig(srtp=SrtpMode.OPTIONAL))
+        a = MediaNegotiator(LOCAL, PORT, OfferAnswerConfig(srtp=SrtpMode.REQUIRED))
+        b = MediaNegotiator(LOCAL, PORT, OfferAnswerConfig(srtp=SrtpMode.REQUIRED))
         assert a.session_id != b.session_id
         assert 0 <= a.session_id < 2**62
         ka = a.create_offer().media[0].crypto[0].keys[0].key_salt

@@ -150,7 +150,7 @@ def test_nearly_valid_offers_negotiate_safely(
     if sdp is None:
         return
     # Whatever parsed is also safe to negotiate: only NegotiationError comes out.
-    for mode in (SrtpMode.DISABLED, SrtpMode.OPTIONAL):
+    for mode in (SrtpMode.DISABLED, SrtpMode.OPTIONAL, SrtpMode.REQUIRED):
         negotiator = MediaNegotiator("10.0.0.2", 40000, OfferAnswerConfig(srtp=mode))
         try:
             negotiator.receive_offer(sdp)

@@ -27,6 +27,7 @@ EVENTS = (
     "sources_added",
     "sources_removed",
     "mute_requested",
+    "hangup_requested",
     "occupant_joined",
     "occupant_left",
     "focus_joined",

@@ -14,7 +14,14 @@
   demand), the accepted sources of one leg signalled to the others, mute IQs and
   session-terminate on demand, a re-invite after ``session-terminate`` with
   ``<bridge-session restart="true">``;
-* every stanza its connections send and receive is recorded (`JicofoEmulator.stanzas`).
+* every stanza its connections send and receive is recorded (`JicofoEmulator.stanzas`);
+* dial-out (jingle.md §9 "Brewery selection", "Rayo dial-out relay"): on `join_brewery` the
+  focus joins ``JigasiBrewery@internal.auth.<domain>`` as ``focus``, tracks each occupant that
+  publishes colibri ``<stats>`` as a Jigasi instance (keyed by occupant JID) and records every
+  stats presence; `dial` builds the dial as lib-jitsi-meet does, picks the instance with the
+  fewest participants (not shutting down, SIP supported, the bridge's region first), relays
+  it to that occupant JID, and on an error or a 15 s timeout tries up to 2 others; a fake web
+  participant can send the Rayo hangup to a ``ref`` (`rayo_hangup`).
 
 Connections reconnect after a Prosody restart (the focus rejoins its rooms).
 """
@@ -27,11 +34,11 @@ import copy
 import logging
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from slixmpp import ComponentXMPP, Iq, Presence
+from slixmpp import JID, ComponentXMPP, Iq, Presence
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.xmlstream import ET, StanzaBase
 from slixmpp.xmlstream.handler import Callback
@@ -39,6 +46,7 @@ from slixmpp.xmlstream.matcher import StanzaPath
 
 from tests.xmpp.prosody import Prosody
 from xmpp import stanzas
+from xmpp.brewery import BreweryStats, parse_stats
 from xmpp.caps import JINGLE_RTP_AUDIO
 from xmpp.config import ParticipantConfig, XmppServer
 from xmpp.connection import XmppConnection, reply, send_iq, stop_send_task
@@ -60,6 +68,7 @@ from xmpp.jingle import (
     parse_jingle,
 )
 from xmpp.presence import LocalPresence, Occupant, fill_presence, parse_occupant, random_nick
+from xmpp.rayo import DialRequest, build_dial, build_hangup, ref_jid
 from xmpp.transport_info import (
     AUDIO_LEVEL_URI,
     DtlsFingerprint,
@@ -213,6 +222,40 @@ class EmulatedRoom:
     history: list[Invite] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StatsPresence:
+    """One brewery presence with colibri ``<stats>`` the focus received."""
+
+    occupant_jid: str
+    stats: BreweryStats
+    xml: ET.Element
+
+
+@dataclass
+class JigasiInstance:
+    """A brewery occupant that publishes stats (Jicofo's ``JigasiDetector``, jingle.md §9)."""
+
+    occupant_jid: str
+    stats: BreweryStats
+    presence: ET.Element
+
+
+@dataclass(frozen=True)
+class DialAttempt:
+    """One relay of a dial to an instance: ``outcome`` is ``result``, ``error`` (with its
+    condition) or ``timeout``."""
+
+    instance: str  # the instance's occupant JID in the brewery
+    outcome: str
+    condition: str | None
+    request: ET.Element
+    answer: ET.Element | None = None
+
+
+class NoJigasiAvailable(RuntimeError):
+    """No brewery instance qualifies (Jicofo answers the client ``service-unavailable``)."""
+
+
 class JicofoEmulator:
     """``async with JicofoEmulator(prosody) as jicofo:``."""
 
@@ -236,6 +279,14 @@ class JicofoEmulator:
         self.accept_error: str | None = None  # answer the next session-accept with this error
         self.mute_requests: list[Iq] = []
         self.restart_requests: list[JingleRequest] = []
+        # Dial-out (jingle.md §9).
+        self.brewery_jid = str(JID(f"JigasiBrewery@{prosody.internal_muc_domain}").bare)
+        self.brewery_joined = asyncio.Event()
+        self.jigasis: dict[str, JigasiInstance] = {}  # by occupant JID in the brewery
+        self.brewery_stats: list[StatsPresence] = []  # every stats presence received
+        self.dial_attempts: list[DialAttempt] = []
+        self.dial_timeout = 15.0  # Jicofo's reply timeout
+        self._in_brewery = False
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.focus = XmppConnection(
@@ -435,6 +486,10 @@ class JicofoEmulator:
         # After a Prosody restart: back into every room (they are gone and re-created).
         if self._closing:
             return
+        self.jigasis.clear()
+        self.brewery_joined.clear()
+        if self._in_brewery:
+            self._spawn(self._join_brewery())
         for room in self.rooms.values():
             room.occupants.clear()
             room.invites.clear()
@@ -476,6 +531,9 @@ class JicofoEmulator:
     def _on_presence(self, stanza: StanzaBase) -> None:
         presence = cast(Presence, stanza)
         sender = presence["from"]
+        if sender.bare == self.brewery_jid:
+            self._on_brewery_presence(presence)
+            return
         room = self.rooms.get(sender.bare)
         if room is None or not sender.resource:
             return
@@ -808,6 +866,130 @@ class JicofoEmulator:
         self.mute_requests.append(iq)
         reply(iq).send()
         self._spawn(self._notify())
+
+    # -- dial-out: the brewery and the Rayo relay (jingle.md §9) ---------------------------------
+
+    async def join_brewery(self) -> None:
+        """The focus joins the brewery (``jicofo.jigasi.brewery-jid``) as ``focus``."""
+        self._in_brewery = True
+        await self._join_brewery()
+
+    async def _join_brewery(self) -> None:
+        presence = self.focus.client.Presence()
+        presence["to"] = f"{self.brewery_jid}/{FOCUS_NICK}"
+        presence.enable("muc_join")
+        cast(Any, presence).send()
+        await asyncio.wait_for(self.brewery_joined.wait(), 5.0)
+
+    def _on_brewery_presence(self, presence: Presence) -> None:
+        sender = presence["from"]
+        kind = presence["type"]
+        if kind == "error":
+            return
+        if sender.resource == FOCUS_NICK:
+            if kind == "unavailable":
+                self.brewery_joined.clear()
+            else:
+                self.brewery_joined.set()
+            return
+        occupant_jid = str(sender)
+        if kind == "unavailable":
+            self.jigasis.pop(occupant_jid, None)
+        else:
+            stats = parse_stats(presence)
+            if stats is None:
+                return  # not an instance (JigasiDetector ignores occupants without stats)
+            xml = copy.deepcopy(presence.xml)
+            self.brewery_stats.append(StatsPresence(occupant_jid, stats, xml))
+            self.jigasis[occupant_jid] = JigasiInstance(occupant_jid, stats, xml)
+        self._spawn(self._notify())
+
+    @property
+    def brewery_instances(self) -> dict[str, BreweryStats]:
+        """The current instances' latest stats, by occupant JID in the brewery."""
+        return {jid: instance.stats for jid, instance in self.jigasis.items()}
+
+    def stats_of(self, occupant_jid: str) -> list[BreweryStats]:
+        """Every stats presence received from one instance, in order."""
+        return [p.stats for p in self.brewery_stats if p.occupant_jid == occupant_jid]
+
+    def select_jigasi(self, exclude: Sequence[str] = ()) -> str | None:
+        """JigasiDetector's choice for SIP: not in graceful shutdown, ``supports_sip``, not
+        excluded; the bridge's region first, then any; the fewest ``participants`` wins
+        (``stress_level`` is not used)."""
+        candidates = [
+            i
+            for i in self.jigasis.values()
+            if not i.stats.graceful_shutdown
+            and i.stats.supports_sip
+            and i.occupant_jid not in exclude
+        ]
+        local = [i for i in candidates if self.region and i.stats.region == self.region]
+        pool = local or candidates
+        if not pool:
+            return None
+        return min(pool, key=lambda i: i.stats.participants).occupant_jid
+
+    def room_jid(self, room: str) -> str:
+        return room if "@" in room else f"{room}@{self.prosody.muc_domain}"
+
+    async def dial(
+        self,
+        room: str,
+        to: str,
+        *,
+        password: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        from_number: str | None = None,
+    ) -> Iq:
+        """What Jicofo's JigasiIqHandler does with a client's dial: the dial as lib-jitsi-meet
+        builds it (``JvbRoomName``, ``JvbRoomPassword`` when given, the extra headers),
+        relayed from the focus to the selected instance's brewery occupant JID, waiting
+        `dial_timeout`; on an error or a timeout up to 2 more instances. Returns the reply;
+        raises the last IqError / IqTimeout, or `NoJigasiAvailable`."""
+        request = DialRequest(to, from_number, self.room_jid(room), password, tuple(headers))
+        tried: list[str] = []
+        last: IqError | IqTimeout | None = None
+        for _ in range(3):
+            instance = self.select_jigasi(exclude=tried)
+            if instance is None:
+                break
+            tried.append(instance)
+            iq = self.focus.iq(instance)
+            build_dial(iq, request)
+            sent = copy.deepcopy(iq.xml)
+            try:
+                answer = await send_iq(iq, self.dial_timeout)
+            except IqError as exc:
+                condition = str(exc.iq["error"]["condition"] or "") or None
+                self.dial_attempts.append(
+                    DialAttempt(instance, "error", condition, sent, copy.deepcopy(exc.iq.xml))
+                )
+                last = exc
+                continue
+            except IqTimeout as exc:
+                self.dial_attempts.append(DialAttempt(instance, "timeout", None, sent))
+                last = exc
+                continue
+            self.dial_attempts.append(
+                DialAttempt(instance, "result", None, sent, copy.deepcopy(answer.xml))
+            )
+            return answer
+        if last is not None:
+            raise last
+        raise NoJigasiAvailable(
+            f"no brewery instance qualifies among {sorted(self.jigasis)} (excluded {tried})"
+        )
+
+    async def rayo_hangup(self, from_nick: str, ref_uri: str, timeout: float = 5.0) -> Iq:
+        """A web participant (one added with `add_fake_participant`) sends the Rayo hangup
+        straight to the ``ref`` occupant JID (jigasi.md §3.5); returns the answer."""
+        fake = next((r.fakes[from_nick] for r in self.rooms.values() if from_nick in r.fakes), None)
+        if fake is None:
+            raise KeyError(f"no fake participant {from_nick!r}")
+        iq = fake.connection.iq(ref_jid(ref_uri))
+        build_hangup(iq)
+        return await send_iq(iq, timeout)
 
     # -- fake web participants ------------------------------------------------------------------
 
