@@ -542,16 +542,42 @@ class Gateway:
         )
 
     async def _on_brewery_hangup(self, to: str, sender: str) -> None:
-        """A Rayo hangup on the brewery connection: the call whose occupant it names."""
-        for call in list(self.calls.values()):
+        """A Rayo hangup on the brewery connection (jigasi.md §3.5: Jigasi's CallControl
+        looks the session up by the IQ's ``to``).
+
+        On the wire that ``to`` cannot name a call: the IQ is addressed to our occupant JID in
+        the brewery, and the MUC service rewrites ``to`` to the occupant's real JID - our
+        brewery connection's own full JID - before delivering it (a call's occupant JID lives
+        in another room, on the call's own connection). So a ``to`` naming a call's occupant
+        (its ``ref``, with or without ``xmpp:``) selects that call, and a ``to`` naming this
+        brewery member selects its dial-out call when there is exactly one; with several it
+        is ambiguous and refused (``item-not-found``): a hangup for one of them goes to the
+        call's ``ref`` JID, as the meeting sends it. Anything else names no call of ours."""
+        outbound = [c for c in self.calls.values() if isinstance(c, OutboundCall)]
+        for call in outbound:
             participant = call.participant
-            if (
-                isinstance(call, OutboundCall)
-                and participant is not None
-                and to in (participant.occupant_jid, f"xmpp:{participant.occupant_jid}")
+            if participant is not None and to in (
+                participant.occupant_jid,
+                f"xmpp:{participant.occupant_jid}",
             ):
                 call.hangup_requested(sender)
                 return
+        brewery = self.brewery
+        if brewery is not None and to in (
+            brewery.connection.jid,
+            brewery.occupant_jid,
+            f"xmpp:{brewery.occupant_jid}",
+        ):
+            live = [c for c in outbound if c.phase not in (Phase.LEAVING, Phase.ENDED)]
+            if len(live) == 1:
+                live[0].hangup_requested(sender)
+                return
+            if live:
+                raise DialRefused(
+                    "item-not-found",
+                    f"{len(live)} dial-out calls here: send the hangup to the call's ref JID",
+                )
+            raise DialRefused("item-not-found", "no dial-out call here")
         raise DialRefused("item-not-found", f"no call {to}")
 
     # -- health and stats ------------------------------------------------------------------------
