@@ -227,8 +227,9 @@ async def test_two_instances_jicofo_picks_the_less_busy_and_skips_a_draining_one
         await sandbox.jicofo.dial("quiet", "sip:+15550101@127.0.0.1:9")
         assert len(idle.calls) == 1
         await wait_until(
-            lambda: sorted(s.participants for s in sandbox.jicofo.brewery_instances.values())
-            == [1, 3],
+            lambda: (
+                sorted(s.participants for s in sandbox.jicofo.brewery_instances.values()) == [1, 3]
+            ),
             what="stats: 1 participant there, 3 here",
         )
         # It drains: graceful_shutdown in its stats, and though it is the less busy one,
