@@ -55,11 +55,25 @@ class Tickable(Protocol):
         were skipped after a stall: then senders advance their timestamps by `frames`)."""
 
 
+class Defer:
+    """The type of `DEFER`."""
+
+    def __repr__(self) -> str:
+        return "DEFER"
+
+
+DEFER = Defer()
+"""Yielded by a step: run the rest of the steps after every other tickable's tick (or steps
+up to their own DEFER). The room mixers defer their Opus encodes, so that all the rooms'
+mixing runs back to back, then all their encodes: each kind of work keeps its code and tables
+in the CPU caches (bench/media.py, 4 rooms of 8 calls: 6 % less CPU than room after room)."""
+
+
 class SteppedTickable(Tickable, Protocol):
     """A tickable whose tick can be run in steps (a large room mixer): the clock prefers
     `steps()` and may let the event loop run between two steps."""
 
-    def steps(self, now: float, frames: int) -> Iterator[None]: ...
+    def steps(self, now: float, frames: int) -> Iterator[Defer | None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,33 +240,46 @@ class MediaClock:
         budget = self.slice_budget
         frames = info.frames
         work = 0.0
-        items = list(self._tickables)
-        last = len(items) - 1
+        # (tickable, its steps once started): a first round over every tickable, then a
+        # round of the steps that were deferred in it, and so on.
+        pending: list[tuple[Tickable, Iterator[Defer | None] | None]] = [
+            (item, None) for item in self._tickables
+        ]
         slice_start = perf()
         now = loop.time()
-        for i, item in enumerate(items):
-            if item not in self._tickables:
-                continue
-            stepper = getattr(item, "steps", None)
-            try:
-                if stepper is None:
-                    item.tick(now, frames)
-                else:
-                    for _ in stepper(now, frames):
-                        elapsed = perf() - slice_start
-                        if elapsed >= budget:
-                            work += self._end_slice(elapsed)
-                            await asyncio.sleep(0)
-                            slice_start = perf()
-                            now = loop.time()
-            except Exception:
-                self._error(item)
-            elapsed = perf() - slice_start
-            if elapsed >= budget and i < last:
-                work += self._end_slice(elapsed)
-                await asyncio.sleep(0)  # let socket and signalling callbacks run
-                slice_start = perf()
-                now = loop.time()
+        while pending:
+            deferred: list[tuple[Tickable, Iterator[Defer | None] | None]] = []
+            last = len(pending) - 1
+            for i, (item, steps) in enumerate(pending):
+                if item not in self._tickables:
+                    continue
+                try:
+                    if steps is None:
+                        stepper = getattr(item, "steps", None)
+                        if stepper is None:
+                            item.tick(now, frames)
+                        else:
+                            steps = stepper(now, frames)
+                    if steps is not None:
+                        for step in steps:
+                            if step is DEFER:
+                                deferred.append((item, steps))
+                                break
+                            elapsed = perf() - slice_start
+                            if elapsed >= budget:
+                                work += self._end_slice(elapsed)
+                                await asyncio.sleep(0)
+                                slice_start = perf()
+                                now = loop.time()
+                except Exception:
+                    self._error(item)
+                elapsed = perf() - slice_start
+                if elapsed >= budget and (i < last or deferred):
+                    work += self._end_slice(elapsed)
+                    await asyncio.sleep(0)  # let socket and signalling callbacks run
+                    slice_start = perf()
+                    now = loop.time()
+            pending = deferred
         work += self._end_slice(perf() - slice_start)
         stats.total_work_s += work
         stats.max_work_ms = max(stats.max_work_ms, work * 1000.0)

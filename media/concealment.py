@@ -33,7 +33,9 @@ class Concealer:
     """Loss concealment state for one decoded stream at `sample_rate`.
 
     Call `good()` with every decoded frame (it records history and, right after an erasure,
-    cross-fades the frame in, in place) and `conceal()` for every missing one.
+    cross-fades the frame in, in place) and `conceal()` for every missing one. A decoder that
+    can write its output anywhere writes it into `slot(samples)` first: then recording it is
+    free.
     """
 
     def __init__(self, sample_rate: int, frame_ms: int = FRAME_MS) -> None:
@@ -50,7 +52,12 @@ class Concealer:
         # History must hold the correlation window plus the longest lag, and a quarter period
         # more for the wrap cross-fade.
         self._hist_len = self._corr_len + self._max_pitch + self._max_pitch // 4 + 1
-        self._history: PCM = np.zeros(self._hist_len, dtype=np.int16)
+        # The history is the `_hist_len` samples before `_end` in a longer line: a decoder that
+        # writes its output into `slot()` has recorded it, with no copy (good() used to shift
+        # the history and copy every frame in: two copies per frame).
+        self._line: PCM = np.zeros(self._hist_len + 6 * self.frame_samples, dtype=np.int16)
+        self._end = self._hist_len
+        self._slot: PCM | None = None
         self._heard = False  # any non-silent history at all
         self._template: _F32 = np.zeros(self._max_pitch, dtype=np.float32)
         self._period = self._min_pitch
@@ -68,11 +75,34 @@ class Concealer:
         """The pitch period (samples) chosen for the current or last erasure."""
         return self._period
 
+    @property
+    def _history(self) -> PCM:
+        return self._line[self._end - self._hist_len : self._end]
+
     def reset(self) -> None:
-        self._history.fill(0)
+        self._line.fill(0)
+        self._end = self._hist_len
+        self._slot = None
         self._heard = False
         self._erased = 0
         self._phase = 0
+
+    def slot(self, samples: int) -> PCM:
+        """Where a decoder may write its next `samples` of output before passing them to
+        `good()`: right after the history, so recording them costs nothing. Valid until the
+        next call."""
+        end = self._end
+        if end + samples > len(self._line):
+            # Move the history back to the start of the line (every few frames).
+            h = self._hist_len
+            line = self._line
+            if h + samples > len(line):  # a packet longer than six frames
+                line = np.zeros(h + samples, dtype=np.int16)
+            line[:h] = self._line[end - h : end]
+            self._line = line
+            end = self._end = h
+        slot = self._slot = self._line[end : end + samples]
+        return slot
 
     def good(self, pcm: PCM) -> PCM:
         """Record a correctly decoded frame; after an erasure, blend it in (modifies `pcm`)."""
@@ -82,12 +112,10 @@ class Concealer:
         if self._erased:
             self._blend_into(pcm)
             self._erased = 0
-        h = self._hist_len
-        if n >= h:
-            self._history[:] = pcm[n - h :]
-        else:
-            self._history[: h - n] = self._history[n:]
-            self._history[h - n :] = pcm
+        if pcm is not self._slot:
+            self.slot(n)[:] = pcm  # decoded elsewhere: record a copy
+        self._slot = None
+        self._end += n
         self._heard = True
         return pcm
 

@@ -61,7 +61,7 @@ class LevelMeter:
         if n > len(self._buf):
             self._buf = np.zeros(n, dtype=np.float64)
         buf = self._buf[:n]
-        np.copyto(buf, pcm, casting="safe")
+        buf[...] = pcm
         return float(np.dot(buf, buf))
 
     def level(self, pcm: PCM) -> int:

@@ -50,10 +50,11 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from media.clock import DEFER, Defer
 from media.codecs import Decoder, create_decoder
 from media.frame import FRAME_SAMPLES, PCM
 from media.jitterbuffer import FrameStatus, JitterBuffer, JitterConfig, JitterFrame
-from media.level import SILENCE, LevelMeter, VoiceActivityDetector
+from media.level import SILENCE, VoiceActivityDetector, level_from_energy
 from media.rtp import RtpPacket
 
 _I32 = npt.NDArray[np.int32]
@@ -97,11 +98,16 @@ class SoftLimiter:
         self._gains: _F32 = np.zeros(samples, dtype=np.float32)
 
     def process(self, mix: _I32, out: PCM) -> PCM:
-        peak = max(int(mix.max()), -int(mix.min()))
-        threshold = self.threshold
-        if self.gain >= 1.0 and peak <= threshold:
-            np.copyto(out, mix, casting="unsafe")  # in range: the cast is exact
+        peak = max(int(np.maximum.reduce(mix)), -int(np.minimum.reduce(mix)))
+        if self.gain >= 1.0 and peak <= self.threshold:
+            out[...] = mix  # in range: the cast is exact
             return out
+        return self.limit(mix, out, peak)
+
+    def limit(self, mix: _I32, out: PCM, peak: int) -> PCM:
+        """`process` for a frame whose peak is known, when it needs a gain (the gain is below
+        1, or the peak is above the threshold)."""
+        threshold = self.threshold
         allowed = threshold / peak if peak > threshold else 1.0
         previous = self.gain
         work = self._work
@@ -204,9 +210,8 @@ class MixerLeg:
         self.phone_level = SILENCE
         self.phone_voice = False
         self.frames_out = 0
+        self.tick = -1  # the mixer tick whose frames the leg holds
         self._own = False  # the phone contributed to this tick's sum
-        self._own_pcm: PCM = self.mix
-        self._out: PCM = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._limiter = SoftLimiter(
             FRAME_SAMPLES, config.limiter_threshold, config.limiter_release_db
         )
@@ -243,14 +248,33 @@ class RoomMixer:
         self._sources: dict[int, RemoteSource] = {}
         self._own_ssrcs: dict[int, LegId | None] = {}
         self._sum: _I32 = np.zeros(FRAME_SAMPLES, dtype=np.int32)
-        self._minus: _I32 = np.zeros(FRAME_SAMPLES, dtype=np.int32)
         self._full: PCM = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._previous_full: PCM = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._full_limiter = SoftLimiter(
             FRAME_SAMPLES, self.config.limiter_threshold, self.config.limiter_release_db
         )
-        self._meter = LevelMeter()
+        self._capacity = 0
+        self._reserve(8)
         self._tick_count = 0
+
+    def _reserve(self, rows: int) -> None:
+        """Room for `rows` frames in the tick's blocks (one row per audible source or phone).
+        Grown when legs and sources are added, never during a tick: a tick that is under way
+        keeps the arrays it started with."""
+        if rows <= self._capacity:
+            return
+        capacity = self._capacity = max(rows, 2 * self._capacity)
+        # This tick's audible frames: the remote sources', then the talking phones'. int32:
+        # the sum, squares and differences then run without a cast (2.5 µs less per room).
+        self._block: _I32 = np.zeros((capacity, FRAME_SAMPLES), dtype=np.int32)
+        self._block_rows = list(self._block)
+        # The talking phones' squared samples (for their levels), then their mix-minus.
+        self._minus: _I32 = np.zeros((capacity, FRAME_SAMPLES), dtype=np.int32)
+        # The talking legs' mixes (`leg.mix`), limited.
+        self._mixes: PCM = np.zeros((capacity, FRAME_SAMPLES), dtype=np.int16)
+        self._mix_rows = list(self._mixes)
+        self._energies: npt.NDArray[np.int64] = np.zeros(capacity, dtype=np.int64)
+        self._peaks: _I32 = np.zeros((2, capacity), dtype=np.int32)
 
     # -- legs ----------------------------------------------------------------------------------
 
@@ -270,6 +294,7 @@ class RoomMixer:
             raise ValueError(f"leg {leg_id!r} is already in the room")
         leg = MixerLeg(leg_id, phone, on_frame, on_phone, self.config)
         self._legs[leg_id] = leg
+        self._reserve(len(self._legs) + len(self._sources))
         for ssrc in bridge_ssrcs:
             self.mark_own_ssrc(ssrc, leg_id)
         return leg
@@ -326,6 +351,7 @@ class RoomMixer:
             # A free slot is taken at once; otherwise the source competes from the next tick.
             source.admitted = sum(s.admitted for s in self._sources.values()) < k
         self._sources[ssrc] = source
+        self._reserve(len(self._legs) + len(self._sources))
         return source
 
     def remove_source(self, ssrc: int) -> None:
@@ -471,7 +497,7 @@ class RoomMixer:
         for _ in self.steps(now, frames):
             pass
 
-    def steps(self, now: float, frames: int = 1) -> Iterator[None]:
+    def steps(self, now: float, frames: int = 1) -> Iterator[Defer | None]:
         """`tick` in steps: it yields after every `slice_legs` legs of each pass, and the process
         clock may let the event loop run in between (a room of 100 calls is ~10 ms of work).
         Legs that leave meanwhile are skipped; legs that join get their first frame next tick."""
@@ -487,10 +513,16 @@ class RoomMixer:
         legs = list(self._legs.values())
         present = self._legs
 
-        total = self._sum
-        total.fill(0)
-        add = np.add
-        contributions = 0
+        # Every audible frame is copied into one block, so that the sum, the levels, the
+        # mix-minus and the peaks are one numpy call each for the whole room, not one per
+        # phone (a call costs ~0.5 µs whatever its size; a room of 8 talking phones went
+        # from 64 calls per tick to 27). A leg added during this tick may grow the blocks:
+        # the tick keeps the ones it started with, which hold every leg it mixes.
+        rows = self._block_rows
+        block = self._block
+        minus = self._minus
+        mix_rows = self._mix_rows
+        m = 0  # rows filled
         silence = FrameStatus.SILENCE
         for source in self._sources.values():
             if not source.active:
@@ -504,11 +536,12 @@ class RoomMixer:
                 if not source.jitter.buffered:
                     source.active = False
                 continue
-            add(total, frame.pcm, out=total)
-            contributions += 1
+            rows[m][...] = frame.pcm  # (np.copyto costs twice as much as a slice assignment)
+            m += 1
+        first_phone = m
 
-        meter = self._meter
         count_nonzero = np.count_nonzero
+        talkers: list[MixerLeg] = []
         for i, leg in enumerate(legs, 1):
             leg._own = False
             phone = leg.phone
@@ -518,37 +551,62 @@ class RoomMixer:
                 leg.phone_frame = pcm
                 leg.phone_status = frame.status
                 # Most phones in a big room send digital silence: a zero test is cheaper than
-                # the level (RMS) of the frame.
+                # the level (RMS) of the frame. Level 127 is an all-zero frame, or one its
+                # sender declared silent (comfort noise, DTX): nothing to add or subtract.
                 if frame.status is silence or not count_nonzero(pcm):
-                    level = SILENCE
+                    leg.phone_level = SILENCE
+                    leg.phone_voice = leg._vad.update(SILENCE)
                 else:
-                    level = meter.level(pcm)
+                    rows[m][...] = pcm
+                    m += 1
+                    talkers.append(leg)
+                    leg._own = True
+            if i % chunk == 0:
+                yield None
+
+        total = self._sum
+        if m:
+            np.add.reduce(block[:m], axis=0, out=total)
+        else:
+            total.fill(0)
+        contributions = m
+        k = len(talkers)
+        if k:
+            phones = block[first_phone:m]
+            own = minus[:k]
+            # The talking phones' RFC 6464 levels from exact sums of squares (an int16
+            # square fits int32, 960 of them int64). A frame that is not all zeros is
+            # never level 127 (a single ±1 sample reads 120), so all of them are mixed.
+            np.square(phones, out=own)
+            energies = np.add.reduce(own, axis=1, dtype=np.int64, out=self._energies[:k])
+            for leg, energy in zip(talkers, energies.tolist(), strict=True):
+                level = level_from_energy(float(energy), FRAME_SAMPLES)
                 leg.phone_level = level
                 leg.phone_voice = leg._vad.update(level)
-                if level < SILENCE:
-                    # Level 127 is an all-zero frame, or one its sender declared silent
-                    # (comfort noise, DTX): nothing to add, nothing to subtract.
-                    add(total, pcm, out=total)
-                    leg._own = True
-                    leg._own_pcm = pcm
-                    contributions += 1
-            if i % chunk == 0:
-                yield
+            np.subtract(total, phones, out=own)
+            peaks = self._peaks[:, :k]
+            np.maximum.reduce(own, axis=1, out=peaks[0])
+            np.minimum.reduce(own, axis=1, out=peaks[1])
+            # In range the cast is exact: the limiter redoes only the rows that need a gain.
+            self._mixes[:k] = own
+            highs, lows = peaks.tolist()
+            for j, leg in enumerate(talkers):
+                peak = max(highs[j], -lows[j])
+                limiter = leg._limiter
+                if limiter.gain < 1.0 or peak > limiter.threshold:
+                    limiter.limit(own[j], mix_rows[j], peak)
+                leg.mix = mix_rows[j]
+                leg.mix_active = contributions > 1
+                leg.shared = False
+            stats.own_mixes += k
 
         # The full mix is computed every tick (also when no leg uses it) so that its limiter
         # and the shared resampling downstream stay continuous.
         self._full, self._previous_full = self._previous_full, self._full
         full = self._full_limiter.process(total, self._full)
         stats.full_mixes += 1
-        minus = self._minus
         for leg in legs:
-            if leg._own:
-                np.subtract(total, leg._own_pcm, out=minus)
-                leg.mix = leg._limiter.process(minus, leg._out)
-                leg.mix_active = contributions > 1
-                leg.shared = False
-                stats.own_mixes += 1
-            else:
+            if not leg._own:
                 # Keep the leg's own limiter where the shared one is, so that a switch to its
                 # own mix-minus (its phone starts talking) does not jump in gain.
                 leg._limiter.gain = self._full_limiter.gain
@@ -556,18 +614,21 @@ class RoomMixer:
                 leg.mix_active = contributions > 0
                 leg.shared = True
             leg.frames_out += 1
+            leg.tick = stats.ticks
         stats.mixes += len(legs)
 
         for i, leg in enumerate(legs, 1):
             if leg.on_frame is not None and present.get(leg.id) is leg:
                 leg.on_frame(leg, now, frames)
             if i % chunk == 0:
-                yield
+                yield None
+        # The phones' frames towards the conference (Opus encodes) once every room is mixed.
+        yield DEFER
         for i, leg in enumerate(legs, 1):
             if leg.on_phone is not None and present.get(leg.id) is leg:
                 leg.on_phone(leg, now, frames)
             if i % chunk == 0:
-                yield
+                yield None
 
     def _choose_loudest(self, now: float) -> None:
         """K-loudest: rank the recently heard remote sources by their decaying peak level and

@@ -45,6 +45,7 @@ pipeline either through its room's mixer (`attach`) or directly (`tick`, a call 
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import sys
@@ -87,6 +88,7 @@ from media.rtp_session import (
 _SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@ll")
 MAX_DATAGRAM = 2048
+MAX_READ_ROUNDS = 32  # a room's sockets are read at most this many times per tick
 
 
 class PolledUdp:
@@ -115,17 +117,25 @@ class PolledUdp:
         self._ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
 
     def drain(
-        self, deliver: Callable[[int, bytes, Address, float], None], now: float, offset: float
+        self,
+        deliver: Callable[[int, bytes, Address, float], None],
+        now: float,
+        offset: float,
+        limit: int | None = None,
     ) -> int:
-        """Read what is waiting; `deliver(channel, data, address, arrival)` for each datagram.
-        `offset` converts the kernel's realtime stamps to the caller's clock (loop time)."""
+        """Read what is waiting (at most `limit` datagrams, default `max_batch`);
+        `deliver(channel, data, address, arrival)` for each datagram. `offset` converts the
+        kernel's realtime stamps to the caller's clock (loop time)."""
         sock = self.sock
         channel = self.channel
+        timestamped = self.timestamped
+        ancillary_size = self._ancillary
         count = 0
-        while count < self.max_batch:
+        limit = self.max_batch if limit is None else limit
+        while count < limit:
             try:
-                if self.timestamped:
-                    data, ancillary, _, address = sock.recvmsg(MAX_DATAGRAM, self._ancillary)
+                if timestamped:
+                    data, ancillary, _, address = sock.recvmsg(MAX_DATAGRAM, ancillary_size)
                 else:
                     data, address = sock.recvfrom(MAX_DATAGRAM)
                     ancillary = None
@@ -169,8 +179,13 @@ class LegSockets:
             self.rtcp = PolledUdp(
                 ports.rtcp_socket, CHANNEL_RTCP, config.kernel_timestamps, config.max_batch
             )
+        self.polled = [self.rtp] if self.rtcp is None else [self.rtp, self.rtcp]
         self.drains = 0
         self.send_errors = 0
+
+    def offset(self) -> float:
+        """Our clock minus the realtime clock the kernel stamps arrivals with."""
+        return self._clock() - time.time()
 
     def drain(self, deliver: Callable[[int, bytes, Address, float], None], now: float) -> None:
         """Read what is waiting (RTCP every `rtcp_poll_ticks` drains)."""
@@ -270,9 +285,19 @@ _ZEROS: PCM = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 _STATELESS = frozenset({PCMU.name.lower(), PCMA.name.lower()})
 
 
-class _SharedDownlink:
-    """The room's full mix at one codec's rate (and, for a stateless codec, encoded), computed
-    at most once per tick for all the legs of a room that get the full mix."""
+class _Room:
+    """The SIP legs of a room with one codec, whose per-call work is done for all of them at
+    once where that saves numpy calls (`FrameResampler.process_many`: one call per filter step
+    for the room instead of one per call and step; at 48 -> 8 kHz 2.2 µs per frame for eight
+    calls instead of 4.8 µs, and the same for 8 -> 48 kHz), at the first pull or hand-over of
+    the tick:
+
+    * `pull_all`: every member's sockets drained and jitter buffer pulled, the frames resampled
+      to 48 kHz together;
+    * towards the phones, the full mix resampled (and, for a stateless codec, encoded) once for
+      all the legs that get it (`get`), and every other member leg's own mix resampled (and,
+      stateless, encoded) together (`prepare`).
+    """
 
     def __init__(self, info: CodecInfo) -> None:
         self.resampler = FrameResampler(SAMPLE_RATE, info.sample_rate, info.frame_ms)
@@ -283,6 +308,74 @@ class _SharedDownlink:
         self.pcm: PCM = np.zeros(info.frame_samples, dtype=np.int16)
         self.payload = b""
         self.users = 0  # legs served, over the downlink's lifetime
+        self.members: list[CallPipeline] = []  # the room's pipelines with this codec
+        self.batch_tick = -1
+        self.pull_tick = -1
+        # Batches for FIR resampling only (a 48 kHz codec has nothing to resample).
+        self.batched = self.resampler.engine == "fir"
+        # Which members' sockets have something to read, asked for all of them at once (Linux).
+        self._poll = select.epoll() if self.batched and hasattr(select, "epoll") else None
+        self._by_fd: dict[int, tuple[CallPipeline, PolledUdp]] = {}
+
+    def _read_ready(self, now: float) -> None:
+        """Read the members' waiting datagrams: one from each readable socket, and again while
+        any is readable. A socket read until it is empty costs a failed read per socket per
+        tick, with its exception (~2 µs); here the room's sockets share one `epoll_wait` that
+        finds nothing. At most MAX_READ_ROUNDS rounds, whatever a peer floods us with."""
+        poll = self._poll
+        assert poll is not None
+        by_fd = self._by_fd
+        for _ in range(MAX_READ_ROUNDS):
+            ready = poll.poll(0)
+            if not ready:
+                return
+            for fd, _events in ready:
+                entry = by_fd.get(fd)
+                if entry is not None:
+                    pipeline, polled = entry
+                    polled.drain(pipeline._deliver, now, pipeline.sockets.offset(), 1)
+
+    def add(self, pipeline: CallPipeline) -> None:
+        self.members.append(pipeline)
+        if self._poll is not None:
+            for polled in pipeline.sockets.polled:
+                fd = polled.sock.fileno()
+                self._poll.register(fd, select.EPOLLIN)
+                self._by_fd[fd] = (pipeline, polled)
+
+    def remove(self, pipeline: CallPipeline) -> None:
+        self.members.remove(pipeline)
+        if self._poll is not None:
+            for polled in pipeline.sockets.polled:
+                fd = polled.sock.fileno()
+                if self._by_fd.pop(fd, None) is not None:
+                    try:
+                        self._poll.unregister(fd)
+                    except (OSError, ValueError):  # already closed: the kernel dropped it
+                        pass
+
+    def pull_all(self, mixer: RoomMixer, now: float) -> None:
+        """At the first pull of a tick: every member's frame of the tick. Every socket of the
+        room is then drained at that moment rather than each right before its own pull:
+        what arrived before the tick is read either way."""
+        tick = mixer.stats.ticks
+        if self.pull_tick == tick:
+            return
+        self.pull_tick = tick
+        members = [p for p in self.members if not p.closed and p.mixer is mixer]
+        if self._poll is not None:
+            self._read_ready(now)
+            for pipeline in members:
+                pipeline.stats.drains += 1
+                pipeline.sockets.drains += 1
+        else:
+            for pipeline in members:
+                pipeline.stats.drains += 1
+                pipeline.sockets.drain(pipeline._deliver, now)
+        frames = JitterBuffer.pull_many([p.jitter for p in members], now)
+        for pipeline, frame in zip(members, frames, strict=True):
+            pipeline._frame = frame
+            pipeline._frame_tick = tick
 
     def get(self, mixer: RoomMixer) -> PCM:
         tick = mixer.stats.ticks
@@ -294,22 +387,49 @@ class _SharedDownlink:
         self.users += 1
         return self.pcm
 
+    def prepare(self, mixer: RoomMixer) -> None:
+        """At the first hand-over of a tick: the payload of every member leg mixed in this tick
+        that does not take the shared stream (`CallPipeline._takes_own`)."""
+        tick = mixer.stats.ticks
+        if self.batch_tick == tick:
+            return
+        self.batch_tick = tick
+        batch: list[CallPipeline] = []
+        mixes: list[PCM] = []
+        for pipeline in self.members:
+            leg = pipeline.leg
+            if pipeline.closed or leg is None or leg.tick != tick or pipeline.mixer is not mixer:
+                continue
+            if pipeline._takes_own(leg, mixer):
+                batch.append(pipeline)
+                mixes.append(leg.mix)
+        if not batch:
+            return
+        pcm = FrameResampler.process_many([p._down for p in batch], mixes)
+        if self.encoder is not None:
+            payloads = self.encoder.encode_many(pcm)
+        else:
+            payloads = [p.encoder.encode(row) for p, row in zip(batch, pcm, strict=True)]
+        for pipeline, payload in zip(batch, payloads, strict=True):
+            pipeline._payload = payload
+            pipeline._payload_tick = tick
 
-# Per room and codec (name, rate): the shared downlinks. Weak keys: a room that is gone takes
-# its downlinks with it.
-_SHARED: weakref.WeakKeyDictionary[RoomMixer, dict[tuple[str, int], _SharedDownlink]] = (
+
+# Per room and codec (name, rate): the downlinks. Weak keys: a room that is gone takes its
+# downlinks with it.
+_ROOMS: weakref.WeakKeyDictionary[RoomMixer, dict[tuple[str, int], _Room]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _shared_downlink(mixer: RoomMixer, info: CodecInfo) -> _SharedDownlink:
-    downlinks = _SHARED.get(mixer)
+def _room_media(mixer: RoomMixer, info: CodecInfo) -> _Room:
+    downlinks = _ROOMS.get(mixer)
     if downlinks is None:
-        downlinks = _SHARED[mixer] = {}
+        downlinks = _ROOMS[mixer] = {}
     key = (info.name.lower(), info.sample_rate)
     downlink = downlinks.get(key)
     if downlink is None:
-        downlink = downlinks[key] = _SharedDownlink(info)
+        downlink = downlinks[key] = _Room(info)
     return downlink
 
 
@@ -363,6 +483,7 @@ class CallPipeline:
         self.sockets = LegSockets(self.ports, cfg, clock)
         self.rtp = RtpSessionCore(session, self.sockets.transmit, now, time.time() - clock(), ssrc)
         self.rtp.on_packet = self._on_packet
+        self._deliver = self.rtp.datagram_received  # bound once: the drain runs every tick
         self.jitter = JitterBuffer(create_decoder(info.name), cfg.jitter)
         self.encoder = create_encoder(info.name)
         self._down = FrameResampler(SAMPLE_RATE, info.sample_rate, info.frame_ms)
@@ -371,8 +492,13 @@ class CallPipeline:
         self.stats = PipelineStats()
         self.mixer: RoomMixer | None = None
         self.leg_id: Hashable | None = None
-        self._shared: _SharedDownlink | None = None
+        self.leg: MixerLeg | None = None
+        self._room: _Room | None = None
         self._was_shared = False
+        self._payload = b""  # this tick's, when the room's batch made it
+        self._payload_tick = -1
+        self._frame = _SILENT_FRAME  # this tick's, when the room's batch pulled it
+        self._frame_tick = -1
         self._meter = LevelMeter()
         self._vad = VoiceActivityDetector()
         self.closed = False
@@ -406,17 +532,21 @@ class CallPipeline:
         )
         self.mixer = mixer
         self.leg_id = leg_id
-        if self.config.share_downlink:
-            self._shared = _shared_downlink(mixer, self.codec)
+        self.leg = leg
+        self._room = _room_media(mixer, self.codec)
+        self._room.add(self)
         self._was_shared = False
         return leg
 
     def detach(self) -> None:
         if self.mixer is not None:
             self.mixer.remove_leg(self.leg_id)
+        if self._room is not None:
+            self._room.remove(self)
         self.mixer = None
         self.leg_id = None
-        self._shared = None
+        self.leg = None
+        self._room = None
 
     # -- receive -------------------------------------------------------------------------------
 
@@ -434,7 +564,7 @@ class CallPipeline:
     def drain(self, now: float) -> None:
         """Read the SIP leg's sockets (RTCP every `rtcp_poll_ticks` drains)."""
         self.stats.drains += 1
-        self.sockets.drain(self.rtp.datagram_received, now)
+        self.sockets.drain(self._deliver, now)
 
     @property
     def send_errors(self) -> int:
@@ -444,7 +574,14 @@ class CallPipeline:
         """The phone's next 48 kHz frame (the mixer's local source): drain, then pull."""
         if self.closed:
             return _SILENT_FRAME
-        self.drain(now)
+        room = self._room
+        mixer = self.mixer
+        if room is not None and mixer is not None and room.batched:
+            room.pull_all(mixer, now)
+            if self._frame_tick == mixer.stats.ticks:
+                return self._frame
+        self.stats.drains += 1  # drain(), inline
+        self.sockets.drain(self._deliver, now)
         return self.jitter.pull(now)
 
     # -- send ----------------------------------------------------------------------------------
@@ -464,27 +601,47 @@ class CallPipeline:
         if self.closed:
             return
         self.stats.ticks += 1
-        shared = self._shared
+        room = self._room
         mixer = self.mixer
-        if shared is not None and mixer is not None:
-            if leg.shared:
-                pcm = shared.get(mixer)
-                if self._was_shared:
-                    payload = shared.payload if shared.encoder else self.encoder.encode(pcm)
-                    self.stats.shared_frames += 1
-                    self._send(payload, now, frames, not leg.mix_active)
+        silence = not leg.mix_active
+        if room is not None and mixer is not None:
+            if room.batched:
+                room.prepare(mixer)
+                if self._payload_tick == mixer.stats.ticks:
+                    self._send(self._payload, now, frames, silence)
                     return
-                # Joining the shared stream: this frame still goes through our own resampler
-                # (the shared one's history may differ: it held this phone's voice). After it
-                # both histories are the tail of this same frame, and the streams are equal.
-                self._was_shared = True
-                self.send_to_phone(leg.mix, now, frames, not leg.mix_active)
+            elif self._takes_own(leg, mixer):
+                self.send_to_phone(leg.mix, now, frames, silence)
                 return
-            elif self._was_shared:
-                # Leaving it: take over the shared filter history (see the module doc).
-                self._down.process(mixer.previous_full_mix)
-                self._was_shared = False
-        self.send_to_phone(leg.mix, now, frames, not leg.mix_active)
+            # The room's shared stream.
+            pcm = room.get(mixer)
+            payload = room.payload if room.encoder else self.encoder.encode(pcm)
+            self.stats.shared_frames += 1
+            self._send(payload, now, frames, silence)
+            return
+        self.send_to_phone(leg.mix, now, frames, silence)
+
+    def _takes_own(self, leg: MixerLeg, mixer: RoomMixer) -> bool:
+        """Whether this tick's frame to the phone is the leg's mix through this call's own
+        resampler, or the room's shared stream (False); moves between the two."""
+        room = self._room
+        if room is None or not self.config.share_downlink:
+            return True
+        if leg.shared:
+            if self._was_shared:
+                return False
+            # Joining the shared stream: this frame still goes through our own resampler (the
+            # shared one's history may differ: it held this phone's voice). After it both
+            # histories are the tail of this same frame (which the shared resampler takes in
+            # now too), and the streams are equal.
+            room.get(mixer)
+            self._was_shared = True
+            return True
+        if self._was_shared:
+            # Leaving it: take over the shared filter history (see the module doc).
+            self._down.process(mixer.previous_full_mix)
+            self._was_shared = False
+        return True
 
     def on_phone(self, leg: MixerLeg, now: float, frames: int) -> None:
         """The mixer's second hand-over: the phone's frame to the conference."""

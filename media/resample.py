@@ -29,6 +29,7 @@ call).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -40,6 +41,7 @@ from media.frame import FRAME_MS, PCM, samples_per_frame
 
 _F32 = npt.NDArray[np.float32]
 _F64 = npt.NDArray[np.float64]
+PCM2D = npt.NDArray[np.int16]  # frames as rows
 
 Engine = Literal["auto", "fir", "soxr"]
 
@@ -81,6 +83,27 @@ def _scratch(purpose: str, shape: tuple[int, ...]) -> _F32:
 
 
 @functools.cache
+def _coefficients(ratio: int, up: bool) -> _F32:
+    """The polyphase taps as the FIR multiplies them (K x R up, K x R reversed down), one
+    read-only copy shared by every stream."""
+    h = lowpass(ratio)
+    if up:
+        bank = (ratio * h).reshape(TAPS_PER_PHASE, ratio)[::-1]
+    else:
+        bank = h[::-1].reshape(TAPS_PER_PHASE, ratio)
+    coeffs: _F32 = np.ascontiguousarray(bank, dtype=np.float32)
+    coeffs.flags.writeable = False
+    return coeffs
+
+
+@functools.cache
+def _ones(n: int) -> _F32:
+    ones = np.ones(n, dtype=np.float32)
+    ones.flags.writeable = False
+    return ones
+
+
+@functools.cache
 def _int16_limits(samples: int) -> tuple[_F32, _F32]:
     lo = np.full(samples, -32768.0, dtype=np.float32)
     hi = np.full(samples, 32767.0, dtype=np.float32)
@@ -107,20 +130,23 @@ class _PolyphaseFIR:
     def __init__(self, in_rate: int, out_rate: int, in_samples: int, out_samples: int) -> None:
         self._up = out_rate > in_rate
         ratio = out_rate // in_rate if self._up else in_rate // out_rate
-        h = lowpass(ratio)
-        n = len(h)
+        n = len(lowpass(ratio))
         k = TAPS_PER_PHASE
         self._in = in_samples
         item = np.dtype(np.float32).itemsize
+        self._coeffs = _coefficients(ratio, self._up)
+        # A stream keeps only its filter history; the frame is filtered in a work buffer
+        # (history + frame) shared by every stream of the same shape, like the other work
+        # arrays. What a stream touches per frame in memory of its own is then a few hundred
+        # bytes, not the whole buffer (4.7 KB at 48 -> 8 kHz), which matters when 32 streams
+        # take turns between Opus encodes that evict everything from the CPU caches.
         if self._up:
             # y[m*R + p] = R * sum_i x[m - K + 1 + i] * h[p + (K - 1 - i) * R]
-            bank = (ratio * h).reshape(k, ratio)[::-1]
-            self._coeffs: _F32 = np.ascontiguousarray(bank, dtype=np.float32)
             self._hist = k - 1
-            self._buf: _F32 = np.zeros(self._hist + in_samples, dtype=np.float32)
-            # The overlapping windows over _buf, built once: the buffer never moves.
+            self._work = _scratch("up-work", (self._hist + in_samples,))
+            # The overlapping windows over the work buffer, built once: it never moves.
             self._view: _F32 = as_strided(
-                self._buf, shape=(in_samples, k), strides=(item, item), writeable=False
+                self._work, shape=(in_samples, k), strides=(item, item), writeable=False
             )
             self._windows = _scratch("up-windows", (in_samples, k))
             self._acc = _scratch("up-acc", (in_samples, ratio))
@@ -128,57 +154,163 @@ class _PolyphaseFIR:
         else:
             # Each output is aligned on the newest input sample of its block (offset R - 1),
             # which saves R - 1 samples of delay.
-            self._coeffs = np.ascontiguousarray(h[::-1].reshape(k, ratio), dtype=np.float32)
             self._hist = n - 1
-            self._buf = np.zeros(self._hist + in_samples, dtype=np.float32)
+            self._work = _scratch("down-work", (self._hist + in_samples,))
             rows = k + out_samples - 1
-            self._rows: _F32 = self._buf[ratio - 1 :].reshape(rows, ratio).T
+            self._rows: _F32 = self._work[ratio - 1 :].reshape(rows, ratio).T
             self._g = _scratch("down-g", (k, rows))
             self._diagonals: _F32 = as_strided(
                 self._g, shape=(k, out_samples), strides=((rows + 1) * item, item), writeable=False
             )
-            self._ones: _F32 = np.ones(k, dtype=np.float32)
+            self._ones = _ones(k)
             self._acc = _scratch("down-acc", (out_samples,))
             self.delay = ((n - 1) / 2.0 - (ratio - 1)) / ratio  # output samples
         hist = self._hist
-        self._keep_from: _F32 = self._buf[in_samples:]  # the history of the next frame
-        self._keep_to: _F32 = self._buf[:hist]
-        self._frame_to: _F32 = self._buf[hist:]
+        self._history: _F32 = np.zeros(hist, dtype=np.float32)
+        self._history_to: _F32 = self._work[:hist]
+        self._frame_to: _F32 = self._work[hist:]
+        self._history_from: _F32 = self._work[in_samples:]  # the history of the next frame
         self._out: PCM = np.zeros(out_samples, dtype=np.int16)
         self._flat: _F32 = self._acc.reshape(-1)
         self._lo, self._hi = _int16_limits(out_samples)
-        self._zeros = len(self._buf)  # trailing zero samples in _buf (all of it at start)
+        self._zeros = hist + in_samples  # trailing zero samples of the input (all, at start)
+        # What filters alike (process_many): direction, ratio, frame sizes.
+        self.shape = (self._up, ratio, in_samples, out_samples)
 
     def process(self, frame: PCM) -> PCM:
         if not np.count_nonzero(frame):  # a third of ndarray.any()'s cost here
             # Silence in, silence history: the output is exactly zero, skip the filter.
             self._zeros += self._in
-            if self._zeros >= len(self._buf):
+            if self._zeros >= self._hist + self._in:
                 self._out.fill(0)
                 return self._out
         else:
             self._zeros = 0
-        np.copyto(self._keep_to, self._keep_from)
-        np.copyto(self._frame_to, frame, casting="safe")
+        # Slice assignments, not np.copyto: the same copies and casts, at half the call cost
+        # (0.14 µs against 0.31 µs; the dtypes were checked by FrameResampler.process).
+        self._history_to[...] = self._history
+        self._frame_to[...] = frame
+        self._history[...] = self._history_from
         if self._up:
             # A contiguous copy first: BLAS cannot take the overlapping strided view directly,
             # and numpy's fallback loop on it is 3x slower than copy + sgemm.
-            np.copyto(self._windows, self._view)
-            np.matmul(self._windows, self._coeffs, out=self._acc)
+            self._windows[...] = self._view
+            # np.dot rather than np.matmul: the same sgemm, 0.3 µs less overhead per call.
+            np.dot(self._windows, self._coeffs, out=self._acc)
         else:
-            np.matmul(self._coeffs, self._rows, out=self._g)
+            np.dot(self._coeffs, self._rows, out=self._g)
             np.matmul(self._ones, self._diagonals, out=self._acc)
         flat = self._flat
         np.rint(flat, out=flat)
         # Bounds as arrays: with a scalar bound each ufunc costs twice as much (np.clip 3x).
         np.minimum(flat, self._hi, out=flat)
         np.maximum(flat, self._lo, out=flat)
-        np.copyto(self._out, flat, casting="unsafe")
+        self._out[...] = flat  # rounded and in range: the cast is exact
         return self._out
 
     def reset(self) -> None:
-        self._buf.fill(0)
-        self._zeros = len(self._buf)
+        self._history.fill(0)
+        self._zeros = self._hist + self._in
+
+    @staticmethod
+    def process_many(engines: Sequence[_PolyphaseFIR], frames: Sequence[PCM]) -> PCM2D:
+        """`process` for one frame of each of several streams of the same shape, with one
+        numpy call per step for all of them (the streams' histories are copied in and out
+        of a shared block). The same BLAS kernels on the same operands: bit for bit what
+        each stream's own `process` returns. The rows are a reused buffer."""
+        k = len(engines)
+        batch = _batch(engines[0].shape, k)
+        j = 0  # rows filled
+        silent: list[int] = []  # streams whose output is zero without filtering
+        filtered: list[int] = []
+        count_nonzero = np.count_nonzero
+        for i, (e, f) in enumerate(zip(engines, frames, strict=True)):
+            # The shortcut of process(): silence in, silence history, zero out (a room of
+            # silent phones must not filter them all).
+            if not count_nonzero(f):
+                e._zeros += e._in
+                if e._zeros >= e._hist + e._in:
+                    silent.append(i)
+                    continue
+            else:
+                e._zeros = 0
+            batch.history_to[j][...] = e._history
+            batch.frame_to[j][...] = f
+            e._history[...] = batch.history_from[j]
+            filtered.append(i)
+            j += 1
+        out = batch.out[:k]
+        if j:
+            coeffs = engines[0]._coeffs
+            if batch.windows is not None:
+                windows = batch.windows[:j]
+                windows[...] = batch.view[:j]
+                np.matmul(windows, coeffs, out=batch.acc[:j])
+            else:
+                np.matmul(coeffs, batch.view[:j], out=batch.g[:j])
+                np.matmul(engines[0]._ones, batch.diagonals[:j], out=batch.acc[:j])
+            flat = batch.flat[:j]
+            np.rint(flat, out=flat)
+            np.minimum(flat, engines[0]._hi, out=flat)
+            np.maximum(flat, engines[0]._lo, out=flat)
+            if not silent:
+                out[...] = flat
+                return out
+            out[filtered] = flat
+        out[silent] = 0
+        return out
+
+
+class _Batch:
+    """The work arrays of `_PolyphaseFIR.process_many` for up to `capacity` streams."""
+
+    def __init__(self, shape: tuple[bool, int, int, int], capacity: int) -> None:
+        up, ratio, in_samples, out_samples = shape
+        k = TAPS_PER_PHASE
+        hist = k - 1 if up else k * ratio - 1
+        item = np.dtype(np.float32).itemsize
+        self.capacity = capacity
+        self.work: _F32 = np.zeros((capacity, hist + in_samples), dtype=np.float32)
+        self.history_to = [row[:hist] for row in self.work]
+        self.frame_to = [row[hist:] for row in self.work]
+        self.history_from = [row[in_samples:] for row in self.work]
+        row_stride = self.work.strides[0]
+        self.windows: _F32 | None = None
+        if up:
+            self.view: _F32 = as_strided(
+                self.work,
+                shape=(capacity, in_samples, k),
+                strides=(row_stride, item, item),
+                writeable=False,
+            )
+            self.windows = np.zeros((capacity, in_samples, k), dtype=np.float32)
+            self.acc: _F32 = np.zeros((capacity, in_samples, ratio), dtype=np.float32)
+        else:
+            rows = k + out_samples - 1
+            self.view = self.work[:, ratio - 1 :].reshape(capacity, rows, ratio).transpose(0, 2, 1)
+            self.g: _F32 = np.zeros((capacity, k, rows), dtype=np.float32)
+            self.diagonals: _F32 = as_strided(
+                self.g,
+                shape=(capacity, k, out_samples),
+                strides=(self.g.strides[0], (rows + 1) * item, item),
+                writeable=False,
+            )
+            self.acc = np.zeros((capacity, out_samples), dtype=np.float32)
+        self.flat: _F32 = self.acc.reshape(capacity, -1)
+        self.out: PCM2D = np.zeros((capacity, out_samples), dtype=np.int16)
+
+
+_BATCHES: dict[tuple[bool, int, int, int], _Batch] = {}
+
+
+def _batch(shape: tuple[bool, int, int, int], streams: int) -> _Batch:
+    """The work arrays for `streams` streams of a shape, shared (one thread) and grown by
+    doubling: allocated as rooms grow, not per frame."""
+    batch = _BATCHES.get(shape)
+    if batch is None or batch.capacity < streams:
+        capacity = max(streams, 8, 2 * batch.capacity if batch is not None else 0)
+        batch = _BATCHES[shape] = _Batch(shape, capacity)
+    return batch
 
 
 @functools.lru_cache(maxsize=16)
@@ -287,3 +419,27 @@ class FrameResampler:
     def reset(self) -> None:
         """Start a new stream (clears the filter history)."""
         self._engine.reset()
+
+    @staticmethod
+    def process_many(resamplers: Sequence[FrameResampler], frames: Sequence[PCM]) -> PCM2D:
+        """One frame of each stream at once: row i is what `resamplers[i].process(frames[i])`
+        returns, bit for bit (a reused buffer, valid until the next call). FIR streams of one
+        shape are filtered together, one numpy call per step instead of one per stream and
+        step: 2.2 µs per 48 -> 8 kHz stream for eight streams, against 4.8 µs one by one."""
+        first = resamplers[0]
+        engine = first._engine
+        if isinstance(engine, _PolyphaseFIR):
+            engines: list[_PolyphaseFIR] = []
+            for r, frame in zip(resamplers, frames, strict=True):
+                e = r._engine
+                if not isinstance(e, _PolyphaseFIR) or e.shape != engine.shape:
+                    break
+                if len(frame) != r.in_samples or frame.dtype != np.int16:
+                    r.process(frame)  # raises the error process() would
+                engines.append(e)
+            else:
+                return _PolyphaseFIR.process_many(engines, frames)
+        out: PCM2D = np.zeros((len(resamplers), first.out_samples), dtype=np.int16)
+        for row, r, frame in zip(out, resamplers, frames, strict=True):
+            row[...] = r.process(frame)
+        return out

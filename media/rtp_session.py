@@ -35,7 +35,7 @@ from media.rtcp import (
     parse_compound,
     serialize_compound,
 )
-from media.rtp import RtpPacket
+from media.rtp import RtpPacket, rtp_header
 from media.srtp import SrtpConfig, SrtpContext, SrtpError
 from media.stats import ReceiverStats, SenderStats, SeqStatus
 
@@ -47,6 +47,8 @@ CN_SILENT_LEVEL = 127  # RFC 3389 §3: noise level in -dBov; 127 = nothing audib
 
 CHANNEL_RTP = 0
 CHANNEL_RTCP = 1
+
+_NEVER = float("-inf")
 
 
 class Direction(enum.Enum):
@@ -171,7 +173,8 @@ class RtpSessionCore:
         self.on_dtmf: Callable[[DtmfDigit], None] | None = None
         self.on_bye: Callable[[str | None], None] | None = None
         self.counters = RtpSessionCounters()
-        self.direction = Direction.SENDRECV
+        self._direction = Direction.SENDRECV
+        self._sends = self._receives = True  # the direction's, read per packet
         self.muted = False
         self.closed = False
         self._need_marker = True  # the first packet starts a talk spurt (RFC 3551 §4.1)
@@ -215,9 +218,19 @@ class RtpSessionCore:
         self.remote_rtp = rtp
         self.remote_rtcp = rtcp
 
+    @property
+    def direction(self) -> Direction:
+        return self._direction
+
+    @direction.setter
+    def direction(self, direction: Direction) -> None:
+        self._direction = direction
+        self._sends = direction.sends
+        self._receives = direction.receives
+
     def set_direction(self, direction: Direction | str) -> None:
         direction = Direction(direction)
-        if not direction.sends and self.direction.sends:
+        if not direction.sends and self._sends:
             self._need_marker = True
             self._dtmf_tx.abort()  # an event cut by hold would end with a stale timestamp
         self.direction = direction
@@ -252,10 +265,12 @@ class RtpSessionCore:
     def _send_rtp(
         self, payload_type: int, payload: bytes, marker: bool, timestamp: int, now: float
     ) -> None:
-        dest = self.rtp_destination
+        dest = self.latched_rtp or self.remote_rtp
         if dest is None:
             return
-        data = RtpPacket(payload_type, self._seq, timestamp, self.ssrc, payload, marker).serialize()
+        # Our own packets have no CSRC, extension or padding: the fixed header is enough
+        # (RtpPacket(...).serialize() costs 0.31 µs, this 0.07 µs).
+        data = rtp_header(payload_type, marker, self._seq, timestamp, self.ssrc) + payload
         self._seq = (self._seq + 1) & 0xFFFF
         if self._srtp is not None:
             try:
@@ -283,7 +298,7 @@ class RtpSessionCore:
         self._timestamp = (ts + timestamp_increment) & 0xFFFFFFFF
         if self.closed:
             return
-        if not self.direction.sends or self.rtp_destination is None:
+        if not self._sends or (self.latched_rtp or self.remote_rtp) is None:
             self._need_marker = True
             return
         if self._dtmf_tx.busy:
@@ -311,7 +326,7 @@ class RtpSessionCore:
                 self._keepalive(ts, now)
                 return
         else:
-            self._last_keepalive = float("-inf")
+            self._last_keepalive = _NEVER
         marker = self._need_marker and not silence
         if marker:
             self._need_marker = False
@@ -324,7 +339,7 @@ class RtpSessionCore:
         the trunk mixes). Hold and latching apply as for our own stream; SRTP protects it
         (the outbound policy takes any SSRC). True when it was sent."""
         dest = self.rtp_destination
-        if self.closed or dest is None or not self.direction.sends:
+        if self.closed or dest is None or not self._sends:
             return False
         data = packet.serialize()
         if self._srtp is not None:
@@ -386,7 +401,7 @@ class RtpSessionCore:
     def tick(self, now: float) -> None:
         """Called by the process clock: sends SR/RR + SDES when the RFC 3550 §6.3 interval
         has elapsed (on hold too: RTCP keeps flowing, RFC 3264 §5.1)."""
-        if self.closed or not self.rtcp_timer.due(now):
+        if self.closed or now < self.rtcp_timer.next_time:  # rtcp_timer.due(), inline
             return
         packets = self._report(now)
         size = self._send_rtcp(packets, now)
@@ -440,7 +455,9 @@ class RtpSessionCore:
             self.counters.malformed_rtp += 1
             return
         addr = address if len(address) == 2 else (address[0], address[1])
-        if not self._latch(addr):
+        if addr == self.latched_rtp:
+            self._candidate = None  # _latch(), inline for the common case
+        elif not self._latch(addr):
             cand = self._candidate
             if cand is not None and cand.address == addr and cand.ssrc == pkt.ssrc:
                 cand.count += 1
@@ -457,7 +474,7 @@ class RtpSessionCore:
                 self.counters.foreign_dropped += 1
                 return
             # Not latched yet: the candidate's packets are the peer's until proven otherwise.
-        if not self.direction.receives:
+        if not self._receives:
             self.counters.not_receiving += 1
             return
         pt = pkt.payload_type
@@ -465,10 +482,9 @@ class RtpSessionCore:
         if not is_event and pt not in self._audio_pts:
             self.counters.unknown_payload_type += 1
             return
-        if pkt.ssrc != self.remote_ssrc:
-            self._new_stream(pkt.ssrc)
         stats = self.receiver_stats
-        assert stats is not None
+        if pkt.ssrc != self.remote_ssrc or stats is None:
+            stats = self._new_stream(pkt.ssrc)
         if is_event:
             status = stats.update(pkt.sequence, pkt.timestamp, now, len(pkt.payload), False)
             if not status.usable:
@@ -485,25 +501,28 @@ class RtpSessionCore:
                 if self.on_dtmf is not None:
                     self.on_dtmf(digit)
             return
-        status = stats.update(pkt.sequence, pkt.timestamp, now, len(pkt.payload))
-        if not status.usable:
+        size = len(pkt.payload)
+        status = stats.update(pkt.sequence, pkt.timestamp, now, size)
+        if status is not SeqStatus.ACCEPTED and not status.usable:
             self.counters.duplicates += status is SeqStatus.DUPLICATE
             return
-        self.counters.packets_received += 1
-        self.counters.octets_received += len(pkt.payload)
-        self.counters.last_received = now
+        counters = self.counters
+        counters.packets_received += 1
+        counters.octets_received += size
+        counters.last_received = now
         if self.on_packet is not None:
             self.on_packet(pkt, now)
 
-    def _new_stream(self, ssrc: int) -> None:
+    def _new_stream(self, ssrc: int) -> ReceiverStats:
         # RFC 3550 §8.2 / A.1: a new SSRC is a new source with its own sequence space.
         if self.remote_ssrc is not None:
             self.counters.ssrc_changes += 1
         self.remote_ssrc = ssrc
-        self.receiver_stats = ReceiverStats(ssrc, self.config.clock_rate)
+        stats = self.receiver_stats = ReceiverStats(ssrc, self.config.clock_rate)
         self._dtmf_rx.reset()
         if self.on_new_stream is not None:
             self.on_new_stream(ssrc)
+        return stats
 
     def _rtcp_received(self, data: bytes, address: tuple[str, int], now: float) -> None:
         if self._srtp is not None:

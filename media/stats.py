@@ -78,6 +78,28 @@ class ReceiverStats:
         """Account one packet. `arrival` in seconds; `jitter=False` keeps packets whose
         timestamp is not a sampling instant (RFC 4733 events reuse their start timestamp) out
         of the A.8 estimate."""
+        max_seq = self.max_seq
+        udelta = (seq - max_seq) & 0xFFFF
+        if 0 < udelta < MAX_DROPOUT and not self.probation and self._started:
+            # The next packet (or one after a loss) of a validated source: _update_seq()'s
+            # ACCEPTED branch and _update_jitter(), inline, as this runs for every packet.
+            if seq < max_seq:
+                self.cycles += RTP_SEQ_MOD
+            self.max_seq = seq
+            self._seen = ((self._seen << udelta) | 1) & _WINDOW_MASK
+            self.received += 1
+            self.octets += size
+            if jitter:
+                last = self._last_arrival
+                if last is not None:
+                    dts = (timestamp - self._last_ts) & 0xFFFFFFFF
+                    if dts & 0x80000000:
+                        dts -= 0x100000000
+                    d = (arrival - last) * self.clock_rate - dts
+                    self._jitter += (abs(d) - self._jitter) / 16.0
+                self._last_arrival = arrival
+                self._last_ts = timestamp
+            return SeqStatus.ACCEPTED
         if not self._started:
             self._started = True
             self._init_seq(seq)

@@ -91,6 +91,11 @@ class Encoder(ABC):
     def encode(self, pcm: PCM) -> bytes:
         """Encode one frame (`info.frame_samples` int16 samples) into a payload."""
 
+    def encode_many(self, frames: PCM) -> list[bytes]:
+        """`encode` for each row of a 2-D block of frames, in order (a stateless codec can
+        do them all at once)."""
+        return [self.encode(row) for row in frames]
+
     def reset(self) -> None:  # noqa: B027 - stateless codecs need nothing
         """Forget the inter-frame state (e.g. after a long pause)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -384,3 +384,68 @@ async def test_a_large_rooms_tick_is_sliced_by_the_clock() -> None:
     assert got[39] == removed_at[0] <= 10
     assert clock.stats.slices >= 2 * ticks  # each ~12 ms tick ran in several slices
     assert sum(g > 0.010 for g in gaps) <= ticks // 2  # unsliced: one >= 12 ms per tick
+
+
+class ScriptedPhone:
+    """A local source replaying given frames (any content), one per pull."""
+
+    def __init__(self, frames: list[PCM]) -> None:
+        self.frames = frames
+        self.k = 0
+
+    def pull(self, now: float) -> JitterFrame:
+        pcm = self.frames[self.k % len(self.frames)]
+        self.k += 1
+        status = FrameStatus.NORMAL if pcm.any() else FrameStatus.SILENCE
+        return JitterFrame(pcm, status, None, None)
+
+
+def test_mixes_and_levels_equal_the_per_leg_definition() -> None:
+    """The mixer computes the room's mix-minus, levels and limiting for all talking phones at
+    once; each leg must get exactly what the plain per-leg definition gives: the sum of every
+    other phone through its own soft limiter (or the full mix through the room's one, with
+    its gain, when its phone is silent), and its phone's RFC 6464 level."""
+    rng = np.random.default_rng(7)
+    legs, ticks = 6, 80
+    scripts: list[list[PCM]] = []
+    for i in range(legs):
+        frames = []
+        for t in range(ticks):
+            if (t + 3 * i) % 7 < 2:  # silent now and then, at different times per phone
+                frames.append(np.zeros(FRAME_SAMPLES, dtype=np.int16))
+            else:  # quiet to very loud: the limiters engage and release
+                scale = [300.0, 3000.0, 20000.0][(t // 10 + i) % 3]
+                frames.append(np.clip(rng.normal(0, scale, FRAME_SAMPLES), -32768, 32767))
+        scripts.append([f.astype(np.int16) for f in frames])
+    mixer = RoomMixer()
+    got: dict[int, list[tuple[PCM, int, bool]]] = {i: [] for i in range(legs)}
+
+    def recorder(i: int) -> Callable[[MixerLeg, float, int], None]:
+        def record(leg: MixerLeg, now: float, frames: int) -> None:
+            got[i].append((leg.mix.copy(), leg.phone_level, leg.shared))
+
+        return record
+
+    for i in range(legs):
+        mixer.add_leg(i, ScriptedPhone(scripts[i]), recorder(i))
+    for t in range(ticks):
+        mixer.tick(t * TICK)
+
+    full_limiter = SoftLimiter()
+    limiters = [SoftLimiter() for _ in range(legs)]
+    for t in range(ticks):
+        frames = [scripts[i][t] for i in range(legs)]
+        total = np.sum([f.astype(np.int32) for f in frames], axis=0)
+        full = full_limiter.process(total, np.zeros(FRAME_SAMPLES, dtype=np.int16))
+        for i in range(legs):
+            mix, level, shared = got[i][t]
+            assert level == audio_level(frames[i])
+            if frames[i].any():
+                expected = limiters[i].process(total - frames[i], np.zeros_like(mix))
+                assert not shared
+            else:
+                limiters[i].gain = full_limiter.gain
+                expected = full
+                assert shared
+            assert np.array_equal(mix, expected), (t, i)
+    assert full_limiter.limited_frames > 0 and any(lim.limited_frames for lim in limiters)
