@@ -282,11 +282,13 @@ class CallMedia:
             transport.on_packet = conference.receiver(
                 leg_id, lambda: getattr(transport, "audio_level_id", None)
             )
+            transport.wants = conference.wanted(leg_id)
 
     def unbind(self) -> None:
         transport, self.transport = self.transport, None
         if transport is not None:
             transport.on_packet = None
+            transport.wants = None
         if self.conference is not None and self.leg_id is not None:
             self.conference.forget_sources(self.leg_id)
 

@@ -88,6 +88,16 @@ class Conference:
 
         return on_packet
 
+    def wanted(self, leg_id: Hashable) -> Callable[[int, float], bool]:
+        """The conference media transport's ``wants`` for one leg: whether the room's mixer
+        would use a packet of this SSRC from this leg, asked before decryption."""
+        wants = self.mixer.wants
+
+        def wanted(ssrc: int, arrival: float) -> bool:
+            return wants(leg_id, ssrc, arrival)
+
+        return wanted
+
 
 class Conferences:
     """The rooms with media, each mixer ticked by the process's one `MediaClock`."""

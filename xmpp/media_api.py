@@ -18,6 +18,7 @@ class MediaTransport(Protocol):
     """One Jingle session's media (one per session-initiate: a re-invite gets a new one)."""
 
     on_packet: Callable[[MediaSource, RtpPacket, float], None] | None
+    wants: Callable[[int, float], bool] | None
 
     async def prepare(self) -> TransportDescription:
         """Our transport for the session-accept: ufrag/pwd, candidates (generation 0), DTLS

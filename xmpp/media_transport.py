@@ -185,6 +185,7 @@ class MediaTransportCounters:
     packets_sent: int = 0
     send_failures: int = 0  # not connected, no selected pair, SRTP refused
     rtcp_sent: int = 0
+    copies_skipped: int = 0  # Opus copies another leg delivers, dropped before decryption
 
 
 # --- the shared DTLS certificate --------------------------------------------------------------
@@ -282,13 +283,20 @@ async def _server_reflexive(
 # --- per remote SSRC receive state -------------------------------------------------------------
 
 
+# RFC 3711 §3.3.1: the receiver guesses a packet's rollover counter from the highest index it
+# has authenticated, which must stay within 2^15 packets: a stream whose copies this leg skips
+# still has one packet in this many decrypted, in case the leg becomes its owner later.
+SRTP_REFRESH = 256
+
+
 class _RemoteStream:
-    __slots__ = ("dtmf", "source", "stats")
+    __slots__ = ("dtmf", "skipped", "source", "stats")
 
     def __init__(self, source: MediaSource, dtmf_clock: int) -> None:
         self.source = source
         self.stats = ReceiverStats(source.ssrc, OPUS_CLOCK)
         self.dtmf = DtmfReceiver(dtmf_clock)
+        self.skipped = 0  # copies in a row not decrypted (0: this leg takes the stream)
 
 
 class ConferenceMediaTransport(AsyncIOEventEmitter):
@@ -304,6 +312,10 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
         super().__init__()
         self.config = config if config is not None else MediaTransportConfig()
         self.on_packet: Callable[[MediaSource, RtpPacket, float], None] | None = None
+        # Asked with an Opus packet's SSRC and arrival before it is decrypted: False when the
+        # packet is a copy nobody needs (the room's mixer takes each source from one leg, and
+        # the bridge sends every source to every leg: in a room of N calls, N-1 of N copies).
+        self.wants: Callable[[int, float], bool] | None = None
         self.counters = MediaTransportCounters()
         self.state = "new"
         self.local_ssrc: int | None = None
@@ -546,6 +558,9 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
             raise MediaTransportError(f"media connect failed: {reason}") from exc
         assert self._connection is not None
         self._send = aiortc_compat.SrtpSendPath(dtls, self._connection)
+        aiortc_compat.install_srtp_receive_path(
+            dtls, self._connection, self._rtp_received, self._rtcp_received, accept=self._accept
+        )
         ice.on("statechange", self._lower_state_changed)
         dtls.on("statechange", self._lower_state_changed)
         now = self._loop.time()
@@ -594,6 +609,22 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
             self._streams.pop(ssrc, None)
 
     # -- receiving -------------------------------------------------------------------------------
+
+    def _accept(self, data: bytes) -> bool:
+        """Whether to decrypt this SRTP packet (see `wants`). Telephone-events are always read:
+        every leg passes a meeting participant's digits to its own phone."""
+        wants = self.wants
+        if wants is None or data[1] & 0x7F != self.opus_payload_type:
+            return True
+        ssrc = int.from_bytes(data[8:12], "big")
+        stream = self._streams.get(ssrc)
+        if stream is None or self._loop is None or wants(ssrc, self._loop.time()):
+            if stream is not None:
+                stream.skipped = 0
+            return True
+        stream.skipped += 1
+        self.counters.copies_skipped += 1
+        return stream.skipped % SRTP_REFRESH == 0
 
     def _rtp_received(self, data: bytes) -> None:
         counters = self.counters
@@ -723,9 +754,12 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
 
     def _report(self, now: float) -> list[RtcpPacket]:
         assert self._sender_stats is not None and self.local_ssrc is not None
-        blocks = [s.stats.report_block(now) for s in self._streams.values() if s.stats.received][
-            :_MAX_REPORT_BLOCKS
-        ]
+        # A stream whose copies are skipped is not reported: its counts would read as loss.
+        blocks = [
+            s.stats.report_block(now)
+            for s in self._streams.values()
+            if s.stats.received and not s.skipped
+        ][:_MAX_REPORT_BLOCKS]
         sent = self._sender_stats.packets
         we_sent = sent > self._sent_at_last_report
         self._sent_at_last_report = sent

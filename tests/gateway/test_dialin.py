@@ -402,10 +402,16 @@ async def test_two_calls_in_one_room_hear_each_other_never_themselves(
         fakes = sandbox.jicofo.room(ROOM).fakes
         assert set(web) == {f.source.ssrc for f in fakes.values()}
         for source in web.values():
-            # Both legs receive every web stream; one copy is decoded, the other dropped, and
-            # it is pulled (decoded) at most once per tick for the whole room.
-            assert source.stats.packets > 0 and source.stats.copies_ignored > 0
+            # Both legs receive every web stream; one copy is decoded and pulled (decoded) at
+            # most once per tick for the whole room.
+            assert source.stats.packets > 0
             assert source.stats.frames_pulled <= mixer.stats.ticks
+        # The other copy is dropped: by the leg before decryption (the mixer said it would
+        # not use it), or by the mixer for the few that arrived before it could say so.
+        transports = [c.media.transport for c in (call1, call2) if c.media is not None]
+        skipped = sum(getattr(t, "counters").copies_skipped for t in transports)
+        ignored = sum(s.stats.copies_ignored for s in web.values())
+        assert skipped > 2 * 50, (skipped, ignored)  # two web streams, most of 3 s
         results = await asyncio.gather(sipp1, sipp2)
     assert [r.successful_calls for r in results] == [1, 1]
     await first.close()

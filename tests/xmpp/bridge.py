@@ -376,8 +376,10 @@ class BridgeEndpoint:
         )
         if self._dtls.state != "connected":
             raise ConnectionError(f"bridge DTLS {self._dtls.state}")
-        self._send = aiortc_compat.SrtpSendPath(
-            self._dtls, aiortc_compat.ice_connection(self._ice.iceGatherer)
+        connection = aiortc_compat.ice_connection(self._ice.iceGatherer)
+        self._send = aiortc_compat.SrtpSendPath(self._dtls, connection)
+        aiortc_compat.install_srtp_receive_path(
+            self._dtls, connection, self._rtp_received, self._rtcp_received
         )
         loop = asyncio.get_running_loop()
         self._ntp_offset = time.time() - loop.time()

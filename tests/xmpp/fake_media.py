@@ -54,6 +54,7 @@ class FakeMedia(AsyncIOEventEmitter):
     def __init__(self, *, fail_connect: bool = False, connect_delay: float = 0.0) -> None:
         super().__init__()
         self.on_packet: Callable[[MediaSource, RtpPacket, float], None] | None = None
+        self.wants: Callable[[int, float], bool] | None = None
         self.local = local_transport()
         self.fail_connect = fail_connect
         self.connect_delay = connect_delay

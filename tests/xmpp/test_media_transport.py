@@ -35,6 +35,7 @@ from tests.xmpp.bridge import (
     jitsi_audio_session,
 )
 from xmpp.media_transport import (
+    SRTP_REFRESH,
     ConferenceMediaTransport,
     MediaTransportConfig,
     MediaTransportError,
@@ -307,6 +308,50 @@ async def test_telephone_events_become_digits_once_each() -> None:
         assert TELEPHONE_EVENT_PT not in received
         assert received.count(OPUS_PT) > 20
         assert bob.frames_sent > 20
+    finally:
+        await leg.close()
+        await bridge.close()
+
+
+async def test_copies_nobody_wants_are_skipped_before_decryption() -> None:
+    """`wants` False for one SSRC: its Opus packets are dropped unread (but one in
+    SRTP_REFRESH, which keeps the SRTP rollover estimate current), its digits still arrive,
+    the other source is untouched, and the skipped stream leaves the receiver reports."""
+    bridge = BridgeEndpoint()
+    alice = bridge.add_participant("a1a1a1a1", 440.0, gap_frames=0)
+    bob = bridge.add_participant("b2b2b2b2", 660.0, gap_frames=0)
+    leg = await connect_leg(bridge)
+    asked: list[int] = []
+
+    def wants(ssrc: int, arrival: float) -> bool:
+        asked.append(ssrc)
+        return ssrc != alice.ssrc
+
+    leg.wants = wants
+    digits: list[str] = []
+    leg.on("dtmf", lambda source, digit: digits.append(digit.digit))
+    delivered: dict[int, int] = {}
+
+    def on_packet(source: MediaSource, packet: RtpPacket, arrival: float) -> None:
+        delivered[packet.ssrc] = delivered.get(packet.ssrc, 0) + 1
+
+    leg.on_packet = on_packet
+    try:
+        await asyncio.sleep(0.6)
+        bridge.send_dtmf(alice, "5")
+        assert await wait_for(lambda: digits == ["5"], 3.0)
+        assert await wait_for(lambda: bob.frames_sent > 40 and alice.frames_sent > 40, 3.0)
+        assert alice.ssrc in asked and bob.ssrc in asked
+        assert delivered.get(alice.ssrc, 0) <= alice.frames_sent // SRTP_REFRESH + 1
+        assert delivered[bob.ssrc] > 20
+        assert leg.counters.copies_skipped > 20
+        report = leg._report(asyncio.get_running_loop().time())
+        reported = {b.ssrc for p in report if hasattr(p, "reports") for b in p.reports}
+        assert bob.ssrc in reported and alice.ssrc not in reported
+        # Wanted again (the leg took the source over): delivered from the next packet on.
+        before = delivered.get(alice.ssrc, 0)
+        leg.wants = lambda ssrc, arrival: True
+        assert await wait_for(lambda: delivered.get(alice.ssrc, 0) > before + 10, 3.0)
     finally:
         await leg.close()
         await bridge.close()
