@@ -37,6 +37,7 @@ from gateway.config import GatewayConfig
 from gateway.config_loader import parse_host_port
 from gateway.dialout import OutboundCall, dial_target, extra_headers
 from gateway.logs import call_logger
+from gateway.media_report import media_report
 from gateway.metrics import Metrics
 from gateway.rooms import RoomNotFound, RoomResolver, RoomTarget, names_of
 from gateway.session import FlowSettings, Phase, Result
@@ -650,6 +651,7 @@ class Gateway:
             "total_participants": totals.participants,
             "total_conference_seconds": round(totals.conference_seconds),
             "uptime_seconds": round(time.time() - self.started_at),
+            "media": media_report(self.clock, self.calls.values(), self.conferences),
         }
 
     def version(self) -> dict[str, str]:

@@ -335,8 +335,16 @@ class SipCore:
         if method == "INVITE":
             self._receive_new_invite(request, tx, flow, now)
         elif method == "OPTIONS":
-            # Load balancers (Kamailio's dispatcher) probe with OPTIONS (§11.2).
-            tx.respond(self._options_response(request), now)
+            # Load balancers (Kamailio's dispatcher) probe with OPTIONS (§11.2). While new
+            # calls are refused (a drain), so is the probe: the balancer sends them elsewhere.
+            if not self.accepting_calls:
+                status, reason, retry_after = self.refuse_status
+                response = self.make_response(request, status, reason)
+                if retry_after is not None:
+                    response.headers.add("Retry-After", str(retry_after))
+                tx.respond(response, now)
+            else:
+                tx.respond(self._options_response(request), now)
         elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
             tx.respond(self.make_response(request, 481, None), now)
         elif method in KNOWN_METHODS:
