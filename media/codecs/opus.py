@@ -252,19 +252,22 @@ class OpusDecoder(Decoder):
 
     info: CodecInfo = OPUS
 
-    def __init__(self) -> None:
+    def __init__(self, sample_rate: int = OPUS.sample_rate) -> None:
+        """``sample_rate``: what the decoder outputs (8000, 12000, 16000, 24000 or 48000,
+        RFC 6716 §2); below 48 kHz libopus skips the upper bands' synthesis."""
         lib = libopus()
         self._libopus = lib
         self._lib = lib.lib
         error = ctypes.c_int()
-        state = self._lib.opus_decoder_create(OPUS.sample_rate, 1, ctypes.byref(error))
+        state = self._lib.opus_decoder_create(sample_rate, 1, ctypes.byref(error))
         if error.value != _OK or not state:
             raise OpusError(f"opus_decoder_create: {lib.strerror(error.value)}")
         self._state = ctypes.c_void_p(state)
         self._finalizer = weakref.finalize(self, self._lib.opus_decoder_destroy, self._state)
         self._buf: PCM = np.zeros(MAX_FRAME_SAMPLES, dtype=np.int16)
         self._ptr = self._buf.ctypes.data
-        self.frame_samples = OPUS.frame_samples
+        self.frame_samples = OPUS.frame_samples * sample_rate // OPUS.sample_rate
+        self._quantum = sample_rate // 400  # 2.5 ms
 
     def _run(self, payload: bytes | None, samples: int, fec: int) -> PCM:
         length = len(payload) if payload is not None else 0
@@ -311,8 +314,9 @@ class OpusDecoder(Decoder):
     def _plc_size(self, samples: int | None) -> int:
         n = self.frame_samples if samples is None else samples
         # Opus decodes in multiples of 2.5 ms (120 samples at 48 kHz), at most 120 ms.
-        n = max(120, min(MAX_FRAME_SAMPLES, n))
-        return n - n % 120
+        q = self._quantum
+        n = max(q, min(48 * q, n))
+        return n - n % q
 
     def reset(self) -> None:
         self._lib.opus_decoder_ctl(self._state, ctypes.c_int(_RESET_STATE))
