@@ -36,9 +36,12 @@ pytest: $(STAMP)
 demo: deps
 	$(PY) scripts/demo.py
 
+# Measurements, not tests (bench/README.md); uvloop (the `fast` extra) for `load.py --loop uvloop`.
 bench: deps
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[fast]'
 	$(PY) bench/sip_parse.py
 	$(PY) bench/media.py
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

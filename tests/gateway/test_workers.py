@@ -38,9 +38,7 @@ def call_through(
 
 
 def rooms_on(gateway: Gateway) -> set[str]:
-    return {
-        c.room.jid.split("@")[0] for c in gateway.calls.values() if isinstance(c, InboundCall)
-    }
+    return {c.room.jid.split("@")[0] for c in gateway.calls.values() if isinstance(c, InboundCall)}
 
 
 async def options_status(port: int) -> str:

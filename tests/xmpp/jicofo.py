@@ -189,6 +189,10 @@ class Invite:
     accepted: asyncio.Event = field(default_factory=asyncio.Event)
     ended: bool = False
     signalled: set[int] = field(default_factory=set)  # SSRCs this participant was told about
+    # Loop time when the session-initiate was sent and the session-accept arrived (the
+    # participant's share of the call set-up, bench/load.py).
+    initiated_at: float = 0.0
+    accepted_at: float | None = None
 
     @property
     def sources(self) -> tuple[MediaSource, ...]:
@@ -631,6 +635,7 @@ class JicofoEmulator:
         features = room.features.get(nick, frozenset({JINGLE_RTP_AUDIO}))
         self._build_initiate(jingle, invite, features, self.sources_for(room, nick), bridge)
         invite.initiate = copy.deepcopy(iq.xml)
+        invite.initiated_at = asyncio.get_running_loop().time()
         try:
             await send_iq(iq, 15.0)
         except (IqError, IqTimeout) as exc:
@@ -812,6 +817,7 @@ class JicofoEmulator:
             self._error(iq, "bad-request")  # Jicofo: unknown sid (jingle.md §6)
             return
         if request.action == SESSION_ACCEPT:
+            invite.accepted_at = asyncio.get_running_loop().time()
             invite.accept = request
             invite.accept_xml = copy.deepcopy(iq.xml)
             if self.accept_error is not None:
