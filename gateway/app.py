@@ -38,6 +38,7 @@ from gateway.config_loader import parse_host_port
 from gateway.dialout import OutboundCall, dial_target, extra_headers
 from gateway.logs import call_logger
 from gateway.media_report import media_report
+from gateway.memory import IDLE_DELAY, release_memory
 from gateway.metrics import Metrics
 from gateway.rooms import RoomNotFound, RoomResolver, RoomTarget, names_of
 from gateway.session import FlowSettings, Phase, Result
@@ -149,6 +150,9 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._release: asyncio.TimerHandle | None = None  # gateway.memory, once idle
+        self.memory_releases = 0
+        self.idle_release_delay = IDLE_DELAY
         host, port = parse_host_port(config.xmpp.server, 5222)
         self.xmpp_server = XmppServer(host=host, port=port, tls_verify=config.xmpp.tls_verify)
 
@@ -234,6 +238,9 @@ class Gateway:
         self._draining = True
         if self.ua is not None:
             self.ua.refuse_calls(503, "Service Unavailable (shutting down)", None)
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
         calls = list(self.calls.values())
         for call in calls:
             call.shutdown(reason)
@@ -415,7 +422,7 @@ class Gateway:
         )
         session = InboundCall(services, call, room, display, received_at=now)
         self.calls[session.log_id] = session
-        self._idle.clear()
+        self._busy()
         self.totals.calls += 1
         session.on("ended", lambda result: self._call_ended(session, result))
         try:
@@ -442,6 +449,22 @@ class Gateway:
             del self.calls[session.log_id]
         if not self.calls:
             self._idle.set()
+            if self._release is not None:
+                self._release.cancel()
+            loop = asyncio.get_running_loop()
+            self._release = loop.call_later(self.idle_release_delay, self._release_memory)
+
+    def _busy(self) -> None:
+        self._idle.clear()
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+
+    def _release_memory(self) -> None:
+        self._release = None
+        if not self.calls:
+            release_memory()
+            self.memory_releases += 1
 
     # -- dial-out (jigasi.md §3) --------------------------------------------------------------
 
@@ -514,7 +537,7 @@ class Gateway:
             log_id=f"dial-{self._dials}",
         )
         self.calls[call.log_id] = call
-        self._idle.clear()
+        self._busy()
         self.totals.calls += 1
         call.on("ended", lambda result: self._call_ended(call, result))
         call.log.info("Rayo dial of %s from %s", request.to, sender)

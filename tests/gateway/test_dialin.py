@@ -169,9 +169,15 @@ async def test_password_room_and_lower_case_jigasi_header_names(
         assert call.room.password == "s3cret"
         assert call.room.source == "header"
         mark = phone.mark()
+        gateway.idle_release_delay = 0.5
         await asyncio.sleep(2.0)
         assert phone.heard(TONES, since=mark + 20).present == {ALICE, BOB}
+        assert gateway.memory_releases == 0  # never while a call is in progress
         result = await sipp
+        # Idle: freed memory goes back to the kernel (gateway.memory), once.
+        await wait_until(lambda: gateway.memory_releases == 1, 10.0, "memory released")
+        await asyncio.sleep(1.0)
+        assert gateway.memory_releases == 1
     assert result.successful_calls == 1, result.stdout
     await phone.close()
 
