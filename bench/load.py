@@ -569,7 +569,7 @@ async def run_plan(
             for run in await start_sipp(warm, [0], worker, workdir, 3000):
                 await run.process.wait()
             await clear_rooms(conference, warm.room_names())
-        await asyncio.sleep(6.0)  # the warm-up call has left its room (status linger)
+        await asyncio.sleep(12.0)  # the warm-up call has left its room, memory released
         rest = [Sample(**w.resources()) for w in workers]  # type: ignore[arg-type]
 
         ramp = plan.calls / plan.rate
@@ -625,7 +625,7 @@ async def run_plan(
         if probe is not None:
             await probe[1].wait()
         await wait_calls(workers, session, 0, 30.0)
-        await asyncio.sleep(7.0)  # every leg has left its room (status linger, 5 s)
+        await asyncio.sleep(12.0)  # legs left their rooms (5 s), memory released (10 s idle)
         after = [Sample(**w.resources()) for w in workers]  # type: ignore[arg-type]
 
         cpu = sum(cpu1) - sum(cpu0)
@@ -716,13 +716,13 @@ async def run_leak(
     try:
         for warm in await start_sipp(plan, [0], worker, workdir, 2000):
             await warm.process.wait()
-        await asyncio.sleep(7.0)
+        await asyncio.sleep(12.0)
         samples.append(worker.resources())
         for _ in range(rounds):
             for run in await start_sipp(plan, list(range(calls)), worker, workdir, 4000):
                 await run.process.wait()
             await wait_calls([worker], session, 0, 30.0)
-            await asyncio.sleep(7.0)
+            await asyncio.sleep(12.0)  # legs left their rooms (5 s), memory released (10 s idle)
             samples.append(worker.resources())
     finally:
         await stop_worker(worker)
