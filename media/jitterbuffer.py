@@ -509,7 +509,13 @@ class JitterBuffer:
                     self._skip(packet, decoded)
                     self._last_adjust = pulls
                 elif len(decoded) == n:
-                    status = self._played(packet, n)
+                    # _played(packet, n), inline: one frame of the packet went out.
+                    self._write_ts = self._played_until = out_ts + self._frame_ticks
+                    self._last = packet
+                    self._conceal_ticks = 0
+                    stats.played += 1
+                    self._talking = not packet.silent
+                    status = FrameStatus.SILENCE if packet.silent else FrameStatus.NORMAL
                     level = packet.level
                     frame = decoded
                 else:
@@ -600,7 +606,13 @@ class JitterBuffer:
     def _take(self, packet: _Packet) -> PCM | None:
         """Remove the packet at the playout point from the buffer and decode it; None when
         it cannot be decoded (counted)."""
-        self._pop_first_if(packet.ts)
+        ts = packet.ts
+        order = self._order
+        if order and order[0] == ts:  # _pop_first_if(), the common case inline
+            del order[0]
+            del self._packets[ts]
+        else:
+            self._pop_first_if(ts)
         try:
             pcm = self.decoder.decode(packet.payload)
         except MediaParseError:
