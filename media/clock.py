@@ -23,11 +23,11 @@ accumulate into drift. When the loop was blocked and deadlines passed, the choic
 
 Slices. A tick's work runs tickable after tickable; after each one the elapsed wall time of the
 current slice is checked, and once it reaches `slice_budget` (default 4 ms) the clock yields to
-the event loop (``await asyncio.sleep(0)``) so that signalling and socket callbacks run between
-rooms. A tickable with a `steps()` method (`SteppedTickable`, the room mixer) is run step by
-step with the same check between steps, so one very large room does not block the loop for its
-whole tick either. The longest slice (the longest the loop was blocked by media work) and the
-longest tick are measured in `ClockStats`.
+the event loop (the rest of the tick is a `call_soon` callback) so that signalling and socket
+callbacks run between rooms. A tickable with a `steps()` method (`SteppedTickable`, the room
+mixer) is run step by step with the same check between steps, so one very large room does not
+block the loop for its whole tick either. The longest slice (the longest the loop was blocked
+by media work) and the longest tick are measured in `ClockStats`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -211,24 +211,24 @@ class MediaClock:
                 pass
 
     async def _run(self) -> None:
+        """The clock's lifetime. The ticks themselves run in event-loop callbacks - a timer
+        per tick, a `call_soon` per further slice - not in this task: waking a task costs the
+        loop an extra turn per wake-up (a timer callback that resolves a future, then the
+        task's step), measured at ~50-70 µs of CPU per tick on a 2-core VM, ~2 µs per call and
+        tick in `bench/media.py`. Cancelling the task (`stop()`) cancels the pending callback;
+        an error in the clock itself (not in a tickable) ends the task with it."""
         loop = asyncio.get_running_loop()
-        schedule = self.schedule = TickSchedule(
-            loop.time(), self.period, self.max_catch_up, self.min_spacing
-        )
-        while True:
-            wake = schedule.next_wake
-            if wake > loop.time():
-                waiter = loop.create_future()
-                handle = loop.call_at(wake, _wake, waiter)
-                try:
-                    await waiter
-                finally:
-                    handle.cancel()
-            info = schedule.begin(loop.time())
-            if info is not None:
-                await self._tick(loop, info)
+        self.schedule = TickSchedule(loop.time(), self.period, self.max_catch_up, self.min_spacing)
+        done: asyncio.Future[None] = loop.create_future()
+        driver = _Driver(self, loop, done)
+        driver.arm()
+        try:
+            await done
+        finally:
+            driver.cancel()
 
-    async def _tick(self, loop: asyncio.AbstractEventLoop, info: TickInfo) -> None:
+    def _tick(self, loop: asyncio.AbstractEventLoop, info: TickInfo) -> Generator[None, None, None]:
+        """One tick's work; yields where a slice ends (its driver lets the loop run there)."""
         stats = self.stats
         stats.ticks += 1
         stats.skipped += info.frames - 1
@@ -268,7 +268,7 @@ class MediaClock:
                             elapsed = perf() - slice_start
                             if elapsed >= budget:
                                 work += self._end_slice(elapsed)
-                                await asyncio.sleep(0)
+                                yield
                                 slice_start = perf()
                                 now = loop.time()
                 except Exception:
@@ -276,7 +276,7 @@ class MediaClock:
                 elapsed = perf() - slice_start
                 if elapsed >= budget and (i < last or deferred):
                     work += self._end_slice(elapsed)
-                    await asyncio.sleep(0)  # let socket and signalling callbacks run
+                    yield  # let socket and signalling callbacks run
                     slice_start = perf()
                     now = loop.time()
             pending = deferred
@@ -300,6 +300,61 @@ class MediaClock:
             logger.exception("media clock: %r failed (%d errors so far)", item, self.stats.errors)
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+class _Driver:
+    """Runs a `MediaClock`'s ticks from event-loop callbacks: `wake` at each tick's time, then
+    `resume` once per further slice of the tick, then the timer for the next tick."""
+
+    def __init__(
+        self, clock: MediaClock, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]
+    ) -> None:
+        self.clock = clock
+        self.loop = loop
+        self.done = done  # the clock task's: an error here ends the task
+        self.handle: asyncio.Handle | None = None
+        self.work: Generator[None, None, None] | None = None  # the tick under way
+
+    def arm(self) -> None:
+        schedule = self.clock.schedule
+        assert schedule is not None
+        self.handle = self.loop.call_at(schedule.next_wake, self.wake)
+
+    def wake(self) -> None:
+        self.handle = None
+        try:
+            schedule = self.clock.schedule
+            assert schedule is not None
+            info = schedule.begin(self.loop.time())
+            if info is None:  # woken before the tick is due
+                self.arm()
+                return
+            self.work = self.clock._tick(self.loop, info)
+        except Exception as exc:
+            self.fail(exc)
+            return
+        self.resume()
+
+    def resume(self) -> None:
+        self.handle = None
+        work = self.work
+        assert work is not None
+        try:
+            for _ in work:  # up to the end of a slice: the rest after the loop has run
+                self.handle = self.loop.call_soon(self.resume)
+                return
+            self.work = None
+            self.arm()
+        except Exception as exc:
+            self.fail(exc)
+
+    def fail(self, exc: Exception) -> None:
+        self.work = None
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.work is not None:
+            self.work.close()  # a tick cut short, as a cancelled task's would be
+            self.work = None

@@ -177,6 +177,7 @@ class JitterBuffer:
         # Transit window (seconds) for the jitter estimate.
         size = max(8, round(cfg.window_s * 1000.0 / self._frame_ms))
         self._transit = np.zeros(size, dtype=np.float64)
+        self._transit_size = size
         self._scratch = np.zeros(size, dtype=np.float64)
         self._transit_count = 0
         self._transit_next = 0
@@ -214,6 +215,7 @@ class JitterBuffer:
         self._dtx_aware = type(decoder).is_dtx is not Decoder.is_dtx
         self._duplicate_memory = cfg.duplicate_memory
         self._silence_level = cfg.silence_level
+        self._capacity = cfg.capacity
 
     # -- input -------------------------------------------------------------------------------
 
@@ -240,6 +242,22 @@ class JitterBuffer:
             raise MediaParseError(f"audio level {level} out of range")
         if not math.isfinite(arrival_time):
             raise MediaParseError("arrival time is not finite")
+        self.put_valid(seq, timestamp, payload, marker, level, arrival_time, voice, comfort_noise)
+
+    def put_valid(
+        self,
+        seq: int,
+        timestamp: int,
+        payload: bytes,
+        marker: bool,
+        level: int | None,
+        arrival_time: float,
+        voice: bool | None = None,
+        comfort_noise: bool = False,
+    ) -> None:
+        """`put()` for values already known to be in range - a parsed RTP packet's sequence
+        number and timestamp, a finite arrival time - without checking them again (this runs
+        for every packet)."""
         stats = self.stats
         stats.received += 1
         max_seq = self._max_seq
@@ -298,7 +316,16 @@ class JitterBuffer:
         if self._outliers:
             stats.dropped += len(self._outliers)
             self._outliers.clear()
-        self._add_transit(transit)
+        # _add_transit(), inline: this runs for every packet.
+        i = self._transit_next
+        self._transit[i] = transit
+        i += 1
+        self._transit_next = i if i < self._transit_size else 0
+        count = self._transit_count
+        if count < self._transit_size:
+            count = self._transit_count = count + 1
+        if count == 1 or transit < self._fastest:
+            self._fastest = transit
 
         if ext_ts < self._played_until or (
             ext_ts < self._write_ts
@@ -307,7 +334,13 @@ class JitterBuffer:
             stats.late += 1
             self._recent_late = 50
             return
-        self._insert(packet)
+        held = self._order
+        if (not held or ext_ts > held[-1]) and len(held) < self._capacity:
+            # _insert() of the common case, inline: the next packet, in order, with room for it.
+            self._packets[ext_ts] = packet
+            held.append(ext_ts)
+        else:
+            self._insert(packet)
 
     def _insert(self, packet: _Packet) -> None:
         ts = packet.ts
@@ -354,7 +387,7 @@ class JitterBuffer:
     def _add_transit(self, transit: float) -> None:
         i = self._transit_next
         self._transit[i] = transit
-        size = len(self._transit)
+        size = self._transit_size
         self._transit_next = i + 1 if i + 1 < size else 0
         count = self._transit_count
         if count < size:
@@ -476,7 +509,13 @@ class JitterBuffer:
                     self._skip(packet, decoded)
                     self._last_adjust = pulls
                 elif len(decoded) == n:
-                    status = self._played(packet, n)
+                    # _played(packet, n), inline: one frame of the packet went out.
+                    self._write_ts = self._played_until = out_ts + self._frame_ticks
+                    self._last = packet
+                    self._conceal_ticks = 0
+                    stats.played += 1
+                    self._talking = not packet.silent
+                    status = FrameStatus.SILENCE if packet.silent else FrameStatus.NORMAL
                     level = packet.level
                     frame = decoded
                 else:
@@ -567,7 +606,13 @@ class JitterBuffer:
     def _take(self, packet: _Packet) -> PCM | None:
         """Remove the packet at the playout point from the buffer and decode it; None when
         it cannot be decoded (counted)."""
-        self._pop_first_if(packet.ts)
+        ts = packet.ts
+        order = self._order
+        if order and order[0] == ts:  # _pop_first_if(), the common case inline
+            del order[0]
+            del self._packets[ts]
+        else:
+            self._pop_first_if(ts)
         try:
             pcm = self.decoder.decode(packet.payload)
         except MediaParseError:

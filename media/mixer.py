@@ -54,7 +54,7 @@ from media.clock import DEFER, Defer
 from media.codecs import Decoder, create_decoder
 from media.frame import FRAME_SAMPLES, PCM
 from media.jitterbuffer import FrameStatus, JitterBuffer, JitterConfig, JitterFrame
-from media.level import SILENCE, VoiceActivityDetector, level_from_energy
+from media.level import SILENCE, VoiceActivityDetector, levels_from_energies
 from media.rtp import RtpPacket
 
 _I32 = npt.NDArray[np.int32]
@@ -571,6 +571,7 @@ class RoomMixer:
             total.fill(0)
         contributions = m
         k = len(talkers)
+        tick = stats.ticks
         if k:
             phones = block[first_phone:m]
             own = minus[:k]
@@ -579,10 +580,7 @@ class RoomMixer:
             # never level 127 (a single ±1 sample reads 120), so all of them are mixed.
             np.square(phones, out=own)
             energies = np.add.reduce(own, axis=1, dtype=np.int64, out=self._energies[:k])
-            for leg, energy in zip(talkers, energies.tolist(), strict=True):
-                level = level_from_energy(float(energy), FRAME_SAMPLES)
-                leg.phone_level = level
-                leg.phone_voice = leg._vad.update(level)
+            levels = levels_from_energies(energies.tolist(), FRAME_SAMPLES)
             np.subtract(total, phones, out=own)
             peaks = self._peaks[:, :k]
             np.maximum.reduce(own, axis=1, out=peaks[0])
@@ -590,31 +588,39 @@ class RoomMixer:
             # In range the cast is exact: the limiter redoes only the rows that need a gain.
             self._mixes[:k] = own
             highs, lows = peaks.tolist()
+            active = contributions > 1
+            # One pass over the talking legs for their levels and their mixes.
             for j, leg in enumerate(talkers):
+                level = levels[j]
+                leg.phone_level = level
+                leg.phone_voice = leg._vad.update(level)
                 peak = max(highs[j], -lows[j])
                 limiter = leg._limiter
                 if limiter.gain < 1.0 or peak > limiter.threshold:
                     limiter.limit(own[j], mix_rows[j], peak)
                 leg.mix = mix_rows[j]
-                leg.mix_active = contributions > 1
+                leg.mix_active = active
                 leg.shared = False
             stats.own_mixes += k
 
         # The full mix is computed every tick (also when no leg uses it) so that its limiter
         # and the shared resampling downstream stay continuous.
         self._full, self._previous_full = self._previous_full, self._full
-        full = self._full_limiter.process(total, self._full)
+        full_limiter = self._full_limiter
+        full = full_limiter.process(total, self._full)
         stats.full_mixes += 1
+        gain = full_limiter.gain
+        active = contributions > 0
         for leg in legs:
             if not leg._own:
                 # Keep the leg's own limiter where the shared one is, so that a switch to its
                 # own mix-minus (its phone starts talking) does not jump in gain.
-                leg._limiter.gain = self._full_limiter.gain
+                leg._limiter.gain = gain
                 leg.mix = full
-                leg.mix_active = contributions > 0
+                leg.mix_active = active
                 leg.shared = True
             leg.frames_out += 1
-            leg.tick = stats.ticks
+            leg.tick = tick
         stats.mixes += len(legs)
 
         for i, leg in enumerate(legs, 1):

@@ -91,6 +91,10 @@ MAX_DATAGRAM = 2048
 MAX_READ_ROUNDS = 32  # a room's sockets are read at most this many times per tick
 
 
+_Deliver = Callable[[int, bytes, Address, float], None]
+_ReadOne = Callable[[_Deliver, float, float], bool]
+
+
 class PolledUdp:
     """A non-blocking UDP socket read in batches by the clock, with kernel arrival times."""
 
@@ -118,7 +122,7 @@ class PolledUdp:
 
     def drain(
         self,
-        deliver: Callable[[int, bytes, Address, float], None],
+        deliver: _Deliver,
         now: float,
         offset: float,
         limit: int | None = None,
@@ -126,39 +130,41 @@ class PolledUdp:
         """Read what is waiting (at most `limit` datagrams, default `max_batch`);
         `deliver(channel, data, address, arrival)` for each datagram. `offset` converts the
         kernel's realtime stamps to the caller's clock (loop time)."""
-        sock = self.sock
-        channel = self.channel
-        timestamped = self.timestamped
-        ancillary_size = self._ancillary
         count = 0
         limit = self.max_batch if limit is None else limit
-        while count < limit:
-            try:
-                if timestamped:
-                    data, ancillary, _, address = sock.recvmsg(MAX_DATAGRAM, ancillary_size)
-                else:
-                    data, address = sock.recvfrom(MAX_DATAGRAM)
-                    ancillary = None
-            except BlockingIOError:
-                break
-            except OSError:  # e.g. an ICMP error reported on the socket: nothing to read
-                self.errors += 1
-                count += 1
-                continue
-            arrival = now
-            if ancillary:
-                raw = ancillary[0][2]
-                if len(raw) == _TIMESPEC.size:
-                    seconds, nanoseconds = _TIMESPEC.unpack(raw)
-                    stamped = seconds + nanoseconds * 1e-9 + offset
-                    # A realtime clock step (NTP) must not throw arrivals far off: trust the
-                    # stamp only near the tick.
-                    if now - 1.0 < stamped < now + 0.1:
-                        arrival = stamped
+        read_one = self.read_one
+        while count < limit and read_one(deliver, now, offset):
             count += 1
-            self.received += 1
-            deliver(channel, data, address, arrival)
         return count
+
+    def read_one(self, deliver: _Deliver, now: float, offset: float) -> bool:
+        """Read one datagram and deliver it; False if there was nothing to read. An error
+        reported on the socket (e.g. ICMP unreachable) is counted and takes the datagram's
+        place."""
+        try:
+            if self.timestamped:
+                data, ancillary, _, address = self.sock.recvmsg(MAX_DATAGRAM, self._ancillary)
+            else:
+                data, address = self.sock.recvfrom(MAX_DATAGRAM)
+                ancillary = None
+        except BlockingIOError:
+            return False
+        except OSError:
+            self.errors += 1
+            return True
+        arrival = now
+        if ancillary:
+            raw = ancillary[0][2]
+            if len(raw) == _TIMESPEC.size:
+                seconds, nanoseconds = _TIMESPEC.unpack(raw)
+                stamped = seconds + nanoseconds * 1e-9 + offset
+                # A realtime clock step (NTP) must not throw arrivals far off: trust the
+                # stamp only near the tick.
+                if now - 1.0 < stamped < now + 0.1:
+                    arrival = stamped
+        self.received += 1
+        deliver(self.channel, data, address, arrival)
+        return True
 
 
 class LegSockets:
@@ -315,7 +321,8 @@ class _Room:
         self.batched = self.resampler.engine == "fir"
         # Which members' sockets have something to read, asked for all of them at once (Linux).
         self._poll = select.epoll() if self.batched and hasattr(select, "epoll") else None
-        self._by_fd: dict[int, tuple[CallPipeline, PolledUdp]] = {}
+        # fd -> the bound methods a read needs (looked up once, not per packet).
+        self._by_fd: dict[int, tuple[_ReadOne, _Deliver, Callable[[], float]]] = {}
 
     def _read_ready(self, now: float) -> None:
         """Read the members' waiting datagrams: one from each readable socket, and again while
@@ -332,8 +339,8 @@ class _Room:
             for fd, _events in ready:
                 entry = by_fd.get(fd)
                 if entry is not None:
-                    pipeline, polled = entry
-                    polled.drain(pipeline._deliver, now, pipeline.sockets.offset(), 1)
+                    read_one, deliver, offset = entry
+                    read_one(deliver, now, offset())
 
     def add(self, pipeline: CallPipeline) -> None:
         self.members.append(pipeline)
@@ -341,7 +348,7 @@ class _Room:
             for polled in pipeline.sockets.polled:
                 fd = polled.sock.fileno()
                 self._poll.register(fd, select.EPOLLIN)
-                self._by_fd[fd] = (pipeline, polled)
+                self._by_fd[fd] = (polled.read_one, pipeline._deliver, pipeline.sockets.offset)
 
     def remove(self, pipeline: CallPipeline) -> None:
         self.members.remove(pipeline)
@@ -485,6 +492,7 @@ class CallPipeline:
         self.rtp.on_packet = self._on_packet
         self._deliver = self.rtp.datagram_received  # bound once: the drain runs every tick
         self.jitter = JitterBuffer(create_decoder(info.name), cfg.jitter)
+        self._put = self.jitter.put_valid
         self.encoder = create_encoder(info.name)
         self._down = FrameResampler(SAMPLE_RATE, info.sample_rate, info.frame_ms)
         self._frame_ticks = info.frame_ticks
@@ -551,14 +559,16 @@ class CallPipeline:
     # -- receive -------------------------------------------------------------------------------
 
     def _on_packet(self, packet: RtpPacket, arrival: float) -> None:
-        self.jitter.put(
+        # A parsed packet's fields are in range: the buffer need not check them again.
+        self._put(
             packet.sequence,
             packet.timestamp,
             packet.payload,
             packet.marker,
             None,
             arrival,
-            comfort_noise=packet.payload_type == CN_PAYLOAD_TYPE,
+            None,
+            packet.payload_type == CN_PAYLOAD_TYPE,
         )
 
     def drain(self, now: float) -> None:
@@ -577,8 +587,10 @@ class CallPipeline:
         room = self._room
         mixer = self.mixer
         if room is not None and mixer is not None and room.batched:
-            room.pull_all(mixer, now)
-            if self._frame_tick == mixer.stats.ticks:
+            tick = mixer.stats.ticks
+            if room.pull_tick != tick:  # the first pull of the tick pulls the whole room
+                room.pull_all(mixer, now)
+            if self._frame_tick == tick:
                 return self._frame
         self.stats.drains += 1  # drain(), inline
         self.sockets.drain(self._deliver, now)
@@ -592,8 +604,10 @@ class CallPipeline:
         self._send(payload, now, frames, silence)
 
     def _send(self, payload: bytes, now: float, frames: int, silence: bool) -> None:
-        self.rtp.send_frame(payload, self._frame_ticks * frames, now, silence)
-        self.rtp.tick(now)
+        rtp = self.rtp
+        rtp.send_frame(payload, self._frame_ticks * frames, now, silence)
+        if now >= rtp.rtcp_timer.next_time:  # RTCP due (the test of rtp.tick(), inline)
+            rtp.tick(now)
         self.stats.frames_sent += 1
 
     def on_mix(self, leg: MixerLeg, now: float, frames: int) -> None:
@@ -606,8 +620,10 @@ class CallPipeline:
         silence = not leg.mix_active
         if room is not None and mixer is not None:
             if room.batched:
-                room.prepare(mixer)
-                if self._payload_tick == mixer.stats.ticks:
+                tick = mixer.stats.ticks
+                if room.batch_tick != tick:  # the first hand-over prepares the whole room
+                    room.prepare(mixer)
+                if self._payload_tick == tick:
                     self._send(self._payload, now, frames, silence)
                     return
             elif self._takes_own(leg, mixer):

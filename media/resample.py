@@ -220,6 +220,9 @@ class _PolyphaseFIR:
         each stream's own `process` returns. The rows are a reused buffer."""
         k = len(engines)
         batch = _batch(engines[0].shape, k)
+        history_to = batch.history_to
+        frame_to = batch.frame_to
+        history_from = batch.history_from
         j = 0  # rows filled
         silent: list[int] = []  # streams whose output is zero without filtering
         filtered: list[int] = []
@@ -234,9 +237,10 @@ class _PolyphaseFIR:
                     continue
             else:
                 e._zeros = 0
-            batch.history_to[j][...] = e._history
-            batch.frame_to[j][...] = f
-            e._history[...] = batch.history_from[j]
+            history = e._history
+            history_to[j][...] = history
+            frame_to[j][...] = f
+            history[...] = history_from[j]
             filtered.append(i)
             j += 1
         out = batch.out[:k]
@@ -402,6 +406,7 @@ class FrameResampler:
             )
         else:
             raise ValueError(f"unknown resampler engine {engine!r}")
+        self._fir = self._engine if isinstance(self._engine, _PolyphaseFIR) else None
 
     @property
     def delay_ms(self) -> float:
@@ -427,14 +432,17 @@ class FrameResampler:
         shape are filtered together, one numpy call per step instead of one per stream and
         step: 2.2 µs per 48 -> 8 kHz stream for eight streams, against 4.8 µs one by one."""
         first = resamplers[0]
-        engine = first._engine
-        if isinstance(engine, _PolyphaseFIR):
+        engine = first._fir
+        if engine is not None:
+            shape = engine.shape
+            in_samples = first.in_samples
+            int16 = np.dtype(np.int16)
             engines: list[_PolyphaseFIR] = []
             for r, frame in zip(resamplers, frames, strict=True):
-                e = r._engine
-                if not isinstance(e, _PolyphaseFIR) or e.shape != engine.shape:
+                e = r._fir
+                if e is None or e.shape != shape:  # equal shapes: equal frame sizes
                     break
-                if len(frame) != r.in_samples or frame.dtype != np.int16:
+                if len(frame) != in_samples or frame.dtype != int16:
                     r.process(frame)  # raises the error process() would
                 engines.append(e)
             else:

@@ -35,11 +35,13 @@ from media.rtcp import (
     parse_compound,
     serialize_compound,
 )
-from media.rtp import RtpPacket, rtp_header
+from media.rtp import RTP_FIXED_HEADER, RtpPacket
 from media.srtp import SrtpConfig, SrtpContext, SrtpError
 from media.stats import ReceiverStats, SenderStats, SeqStatus
 
 logger = logging.getLogger(__name__)
+
+_pack_header = RTP_FIXED_HEADER.pack
 
 Address = tuple[str, int]
 CN_PAYLOAD_TYPE = 13  # RFC 3551 §6 static payload type for RFC 3389 comfort noise
@@ -191,6 +193,7 @@ class RtpSessionCore:
         self.sender_stats = SenderStats(self.ssrc, config.clock_rate)
         self.remote_report: ReportBlock | None = None  # the peer's last report about us
         self._dtmf_rx = DtmfReceiver(config.event_clock_rate)
+        self._dtmf_queued = False  # digits were queued and the sender may still be busy
         self._dtmf_tx = DtmfSender(
             config.event_clock_rate,
             ptime_ms=config.ptime_ms,
@@ -270,7 +273,9 @@ class RtpSessionCore:
             return
         # Our own packets have no CSRC, extension or padding: the fixed header is enough
         # (RtpPacket(...).serialize() costs 0.31 µs, this 0.07 µs).
-        data = rtp_header(payload_type, marker, self._seq, timestamp, self.ssrc) + payload
+        # rtp_header(), inline: this runs for every packet.
+        b1 = (0x80 if marker else 0) | payload_type
+        data = _pack_header(0x80, b1, self._seq, timestamp, self.ssrc) + payload
         self._seq = (self._seq + 1) & 0xFFFF
         if self._srtp is not None:
             try:
@@ -301,16 +306,19 @@ class RtpSessionCore:
         if not self._sends or (self.latched_rtp or self.remote_rtp) is None:
             self._need_marker = True
             return
-        if self._dtmf_tx.busy:
-            events = self._dtmf_tx.tick(ts)
-            if events:
-                pt = self.config.telephone_event_pt
-                assert pt is not None  # queue() refused digits without a negotiated PT
-                for ev in events:
-                    self._send_rtp(pt, ev.payload, ev.marker, ev.timestamp, now)
-                    self.counters.dtmf_sent += 1
-                self.sender_stats.on_sent(len(events[0].payload), ts, now)
-                return
+        if self._dtmf_queued:  # (cheaper than asking the sender every tick)
+            if self._dtmf_tx.busy:
+                events = self._dtmf_tx.tick(ts)
+                if events:
+                    pt = self.config.telephone_event_pt
+                    assert pt is not None  # queue() refused digits without a negotiated PT
+                    for ev in events:
+                        self._send_rtp(pt, ev.payload, ev.marker, ev.timestamp, now)
+                        self.counters.dtmf_sent += 1
+                    self.sender_stats.on_sent(len(events[0].payload), ts, now)
+                    return
+            else:
+                self._dtmf_queued = False
         if self.muted:
             self._need_marker = True
             silent = self.config.silence_payload
@@ -331,7 +339,12 @@ class RtpSessionCore:
         if marker:
             self._need_marker = False
         self._send_rtp(self.config.payload_type, payload, marker, ts, now)
-        self.sender_stats.on_sent(len(payload), ts, now)
+        # sender_stats.on_sent(), inline: this runs for every packet.
+        sender = self.sender_stats
+        sender.packets += 1
+        sender.octets += len(payload)
+        sender.last_timestamp = ts
+        sender.last_send_time = now
 
     def forward(self, packet: RtpPacket, now: float) -> bool:
         """Send another source's packet with its own SSRC, sequence and timestamp (an RTP
@@ -358,6 +371,7 @@ class RtpSessionCore:
         if self.config.telephone_event_pt is None:
             raise ValueError("no telephone-event payload type negotiated (use SIP INFO)")
         self._dtmf_tx.queue(digits, duration_ms)
+        self._dtmf_queued = True  # until the sender is done with them
 
     @property
     def dtmf_pending(self) -> int:

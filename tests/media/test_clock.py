@@ -172,7 +172,8 @@ async def test_work_is_sliced_so_the_loop_stays_responsive() -> None:
     stats = clock.stats
     assert stats.ticks >= 20
     assert all(room.calls in (stats.ticks, stats.ticks - 1) for room in rooms)  # stop() may cut one
-    assert stats.slices >= 3 * stats.ticks  # 12 ms of work in >= 3 slices of ~4.5 ms
+    # 12 ms of work in >= 3 slices of ~4.5 ms (but for a last tick that stop() cut short).
+    assert stats.slices >= 3 * (stats.ticks - 1)
     assert stats.max_work_ms >= 12.0
     # Without slices every tick would block the loop for 12 ms. With them the loop gets a turn
     # every ~4.5 ms; allow some longer gaps for a noisy (shared, virtual) machine.

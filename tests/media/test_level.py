@@ -17,6 +17,8 @@ from media.level import (
     decode_audio_level,
     encode_audio_level,
     is_silence,
+    level_from_energy,
+    levels_from_energies,
 )
 from media.tones import ToneGenerator
 
@@ -74,3 +76,14 @@ def test_voice_activity_with_hangover() -> None:
     assert flags == [False, True, True, True, True, False, True, True]
     vad.reset()
     assert vad.update(60) is False
+
+
+@given(st.lists(st.integers(min_value=0, max_value=960 * 32768 * 32768), max_size=40))
+def test_levels_from_energies_is_level_from_energy_for_each(energies: list[int]) -> None:
+    """The mixer's batched levels are exactly the per-block ones (same arithmetic)."""
+    expected = [level_from_energy(float(e), 960) for e in energies]
+    assert levels_from_energies(energies, 960) == expected
+    # Every level boundary of a 960-sample frame, and one either side of it.
+    edges = [round(960 * 32768.0**2 * 10.0 ** (-(lv + 0.5) / 10.0)) for lv in range(128)]
+    around = [e + d for e in edges for d in (-1, 0, 1) if e + d >= 0]
+    assert levels_from_energies(around, 960) == [level_from_energy(float(e), 960) for e in around]
