@@ -10,6 +10,8 @@ import socket
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from gateway.app import Gateway
 from gateway.call import InboundCall
 from tests.gateway.harness import SCENARIOS, phone_keys, running_gateway
@@ -21,6 +23,8 @@ from tests.xmpp.prosody import Prosody
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "config" / "kamailio-dispatcher.cfg"
 ROOMS = [f"standup{i}" for i in range(6)]
+
+pytestmark = [pytest.mark.prosody, pytest.mark.sipp, pytest.mark.kamailio, pytest.mark.slow]
 
 
 def call_through(
