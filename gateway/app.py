@@ -57,6 +57,7 @@ from xmpp.brewery import BreweryConfig as BreweryClientConfig
 from xmpp.brewery import BreweryMember, BreweryStats
 from xmpp.config import ParticipantConfig, XmppServer
 from xmpp.connection import resolve_server
+from xmpp.datagram_poller import DatagramPoller
 from xmpp.media_api import MediaFactory, MediaTransport
 from xmpp.rayo import DialRefused, DialRequest
 
@@ -134,6 +135,9 @@ class Gateway:
         self.resolver = RoomResolver(config.inbound, config.xmpp)
         self.access = AccessPolicy(config.inbound)
         self.clock = MediaClock()
+        # First on the clock: the conference legs' datagrams are in before the rooms mix.
+        self.datagram_poller = DatagramPoller()
+        self.clock.add(self.datagram_poller)
         self.conferences = Conferences(self.clock)
         self.ua: UserAgent | None = None
         self.registration: Registration | None = None
@@ -330,6 +334,7 @@ class Gateway:
             MediaTransportConfig(
                 host_addresses=tuple(xmpp.ice_addresses) or None,
                 port_range=parse_port_range(xmpp.ice_ports),
+                poller=self.datagram_poller,
             )
         )
 

@@ -208,6 +208,13 @@ def set_dtls_role(dtls: RTCDtlsTransport, role: str) -> None:
     dtls._set_role(role)
 
 
+def selected_pair(connection: Connection) -> Any:
+    """The nominated candidate pair of component 1 (rtcp-mux), or None; its ``protocol`` is
+    the local candidate's aioice protocol."""
+    nominated: dict[int, Any] = connection._nominated
+    return nominated.get(1)
+
+
 class SrtpSendPath:
     """Synchronous SRTP send on a connected DTLS transport: protect with the session aiortc
     derived from the handshake (RFC 5764 §4.2), write to the selected pair's socket.

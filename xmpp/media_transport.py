@@ -46,7 +46,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aioice import Candidate, Connection, stun
 from aioice.candidate import candidate_foundation, candidate_priority
@@ -79,6 +79,7 @@ from media.rtcp import (
 from media.rtp import RtpPacket
 from media.stats import ReceiverStats, SenderStats
 from xmpp import aiortc_compat
+from xmpp.datagram_poller import DatagramPoller
 from xmpp.transport_info import (
     AUDIO_LEVEL_URI,
     AudioSession,
@@ -158,6 +159,9 @@ class MediaTransportConfig:
     fingerprint_algorithms: tuple[str, ...] = ("sha-256",)  # what we put in Jingle
     session_bandwidth: int = 64000  # bit/s; RTCP gets 5 % of it (RFC 3550 §6.2)
     cname: str | None = None  # RTCP SDES CNAME; random per leg by default (RFC 7022)
+    # Reads the chosen pair's socket from the media tick (xmpp.datagram_poller); shared by
+    # every leg of the process. None: the event loop reads it.
+    poller: DatagramPoller | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.port_range is not None:
@@ -326,6 +330,8 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
         self.cname = self.config.cname or f"pygasi-{secrets.token_hex(8)}"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gatherer: RTCIceGatherer | None = None
+        self._host_sockets: dict[aiortc_compat.StunProtocol, socket.socket] = {}
+        self._polled: socket.socket | None = None  # the chosen pair's, read by the poller
         self._ice: RTCIceTransport | None = None
         self._dtls: RTCDtlsTransport | None = None
         self._connection: Connection | None = None
@@ -392,6 +398,7 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
                 logger.warning("no host candidate on %s: %s", address, exc)
                 continue
             host_protocols.append(protocol)
+            self._host_sockets[protocol] = sock
             candidates.append(candidate)
         candidates += await self._gather_servers(connection, component, host_protocols)
         return candidates
@@ -561,6 +568,7 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
         aiortc_compat.install_srtp_receive_path(
             dtls, self._connection, self._rtp_received, self._rtcp_received, accept=self._accept
         )
+        self._adopt_socket()
         ice.on("statechange", self._lower_state_changed)
         dtls.on("statechange", self._lower_state_changed)
         now = self._loop.time()
@@ -637,7 +645,7 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
         if stream is None:
             counters.unknown_ssrc += 1
             return
-        now = self._loop.time() if self._loop is not None else time.monotonic()
+        now = self._arrival()
         pt = packet.payload_type
         if pt == self.opus_payload_type:
             size = len(packet.payload)
@@ -802,9 +810,34 @@ class ConferenceMediaTransport(AsyncIOEventEmitter):
 
     # -- closing ---------------------------------------------------------------------------------
 
+    def _adopt_socket(self) -> None:
+        """Hand the chosen pair's host socket to the poller (the bridge's media all arrives
+        there; the other candidates' sockets stay with the event loop)."""
+        poller = self.config.poller
+        if poller is None or self._connection is None:
+            return
+        pair = aiortc_compat.selected_pair(self._connection)
+        if pair is None:
+            return
+        protocol = pair.protocol
+        sock = self._host_sockets.get(protocol)
+        transport = protocol.transport
+        if sock is not None and transport is not None and poller.adopt(sock, protocol, transport):
+            self._polled = sock
+
+    def _arrival(self) -> float:
+        poller = self.config.poller
+        if poller is not None and poller.arrival is not None:
+            return poller.arrival
+        return self._loop.time() if self._loop is not None else time.monotonic()
+
     async def _teardown(self) -> None:
         self._cancel_rtcp()
         self._send = None
+        polled, self._polled = self._polled, None
+        if polled is not None and self.config.poller is not None:
+            self.config.poller.release(polled)
+        self._host_sockets.clear()
         if self._dtls is not None:
             try:
                 await self._dtls.stop()

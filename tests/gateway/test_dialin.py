@@ -421,7 +421,12 @@ async def test_two_calls_in_one_room_hear_each_other_never_themselves(
         skipped = sum(t.counters.copies_skipped for t in legs)
         ignored = sum(s.stats.copies_ignored for s in web.values())
         assert skipped > 2 * 50, (skipped, ignored)  # two web streams, most of 3 s
+        # The legs' chosen ICE sockets are read by the media tick (xmpp.datagram_poller).
+        assert len(gateway.datagram_poller) == 2
+        assert gateway.datagram_poller.datagrams > 2 * 2 * 50
         results = await asyncio.gather(sipp1, sipp2)
+        # The legs gave their sockets back when their sessions ended.
+        await wait_until(lambda: len(gateway.datagram_poller) == 0, 20.0, "sockets released")
     assert [r.successful_calls for r in results] == [1, 1]
     await first.close()
     await second.close()
