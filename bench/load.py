@@ -25,7 +25,6 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -52,12 +51,12 @@ from bench.load_peers import (  # noqa: E402
     voiced,
     write_pcap,
 )
-from media.clock import MediaClock  # noqa: E402
+from bench.media import paced_floor  # noqa: E402
 from media.codecs import create_decoder, create_encoder  # noqa: E402
 from media.codecs.opus import OpusConfig, OpusDecoder, OpusEncoder, libopus_version  # noqa: E402
 from media.frame import FRAME_SAMPLES, PCM, SAMPLE_RATE  # noqa: E402
 from media.resample import FrameResampler  # noqa: E402
-from tests.peers import free_port  # noqa: E402
+from tests.peers import free_port, stop_process  # noqa: E402
 from tests.xmpp.jicofo import JicofoEmulator  # noqa: E402
 from tests.xmpp.prosody import Prosody, prosody  # noqa: E402
 
@@ -197,17 +196,8 @@ async def start_worker(
 
 
 async def stop_worker(worker: Worker) -> None:
-    process = worker.process
-    if process is None or process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.wait(), 20.0)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
+    if worker.process is not None:
+        await stop_process(worker.process, grace=20.0)  # SIGTERM: a graceful drain
 
 
 def _two_cores() -> bool:
@@ -452,21 +442,14 @@ class CodecFloor:
 
 
 async def codec_floor(plan: Plan, seconds: float = 5.0) -> float | None:
-    """CPU seconds per call-second of the floor, paced by a `MediaClock` on pygasi's core."""
+    """CPU seconds per call-second of the floor, paced as bench/media.py paces its own (one
+    frame of work every 20 ms, nothing else running), on pygasi's core."""
     if plan.translator:
         return None
     if _two_cores():
         os.sched_setaffinity(0, {PYGASI_CORE})
     try:
-        work = CodecFloor(plan)
-        clock = MediaClock()
-        clock.add(work)
-        clock.start()
-        await asyncio.sleep(0.5)
-        cpu0, ticks0 = work.cpu, work.ticks
-        await asyncio.sleep(seconds)
-        await clock.stop()
-        per_tick = (work.cpu - cpu0) / max(1, work.ticks - ticks0)
+        per_tick = await paced_floor(CodecFloor(plan), seconds)
     finally:
         if _two_cores():
             os.sched_setaffinity(0, {GENERATOR_CORE})

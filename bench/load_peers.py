@@ -14,6 +14,7 @@ part of its cost. Nothing is decoded except on the probe's leg.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from collections.abc import Callable
@@ -115,6 +116,13 @@ def phone_payloads(codec: str, f0: float | None, frames: int) -> list[bytes]:
         gen8 = voiced(f0, 8000) if f0 else None
         one_second = [g711.encode(gen8.next(160)) if gen8 else b"\xff" * 160 for _ in range(CYCLE)]
     return [one_second[i % CYCLE] for i in range(frames)]
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # -- the bridge -------------------------------------------------------------------------------
@@ -261,19 +269,11 @@ class LoadHub:
         self.rooms.setdefault(room, []).append(endpoint)
         return endpoint
 
-    def forget(self, room: str) -> None:
-        self.rooms.pop(room, None)
-
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await _cancel(self._task)
         for endpoints in self.rooms.values():
             for endpoint in endpoints:
                 await endpoint.close()
@@ -335,12 +335,7 @@ class ProbePhone(asyncio.DatagramProtocol):
         return self.port
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await _cancel(self._task)
         if self._transport is not None:
             self._transport.close()
 

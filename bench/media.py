@@ -54,7 +54,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Protocol  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -446,7 +446,16 @@ def hot_loop_floor(work: CodecWork, frames: int) -> float:
     return (time.process_time() - start) / frames
 
 
-async def paced_floor(work: CodecWork, seconds: float) -> float:
+class PacedWork(Protocol):
+    """A load's codec work, one frame per `tick`, timing itself (`cpu` over `ticks`)."""
+
+    cpu: float
+    ticks: int
+
+    def tick(self, now: float = 0.0, frames: int = 1) -> None: ...
+
+
+async def paced_floor(work: PacedWork, seconds: float) -> float:
     """CPU seconds per frame of the codec work, run every 20 ms by a `MediaClock` as the load
     is (the process does nothing else): what a real-time gateway cannot do with less."""
     clock = MediaClock()

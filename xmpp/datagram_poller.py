@@ -19,13 +19,12 @@ import asyncio
 import contextlib
 import select
 import socket
-import struct
 import time
 from collections.abc import Callable
 
-_SO_TIMESTAMPNS = 35  # Linux; socket.SO_TIMESTAMPNS is not exported on every build
-_TIMESPEC = struct.Struct("@ll")
-MAX_DATAGRAM = 2048
+from media.pipeline import PolledUdp
+from media.rtp_session import Address
+
 MAX_ROUNDS = 8  # epoll rounds per tick: what a flood of datagrams may cost a tick
 MAX_BATCH = 64  # datagrams per socket and round
 
@@ -37,8 +36,10 @@ class DatagramPoller:
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock
         self._epoll = select.epoll() if hasattr(select, "epoll") else None
-        self._entries: dict[int, tuple[socket.socket, asyncio.DatagramProtocol, bool]] = {}
-        self._ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
+        # By descriptor: the socket read with kernel timestamps (media.pipeline.PolledUdp,
+        # as the SIP leg's are) and what takes its datagrams.
+        self._entries: dict[int, tuple[PolledUdp, Callable[[int, bytes, Address, float], None]]]
+        self._entries = {}
         self.arrival: float | None = None
         self.datagrams = 0
 
@@ -60,22 +61,27 @@ class DatagramPoller:
         pause = getattr(transport, "pause_reading", None)
         if pause is None or transport.is_closing():
             return False
-        fd = sock.fileno()
-        timestamped = True
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-        except OSError:
-            timestamped = False
+        received = protocol.datagram_received
+
+        def deliver(_channel: int, data: bytes, address: Address, arrival: float) -> None:
+            self.datagrams += 1
+            self.arrival = arrival
+            try:
+                received(data, address)
+            finally:
+                self.arrival = None
+
         pause()
+        fd = sock.fileno()
         self._epoll.register(fd, select.EPOLLIN)
-        self._entries[fd] = (sock, protocol, timestamped)
+        self._entries[fd] = (PolledUdp(sock, 0, max_batch=MAX_BATCH), deliver)
         return True
 
     def release(self, sock: socket.socket) -> None:
         """Forget `sock` (before it is closed: a new socket may get its descriptor)."""
         fd = sock.fileno()
         if fd < 0:  # already closed: find it by object
-            fd = next((f for f, (s, _, _) in self._entries.items() if s is sock), -1)
+            fd = next((f for f, (p, _) in self._entries.items() if p.sock is sock), -1)
         if self._entries.pop(fd, None) is not None and self._epoll is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
@@ -92,42 +98,9 @@ class DatagramPoller:
                 return
             for fd, _events in ready:
                 entry = entries.get(fd)
-                if entry is None:
-                    continue
-                sock, protocol, timestamped = entry
-                self._drain(sock, protocol, timestamped, now, offset)
-
-    def _drain(
-        self,
-        sock: socket.socket,
-        protocol: asyncio.DatagramProtocol,
-        timestamped: bool,
-        now: float,
-        offset: float,
-    ) -> None:
-        for _ in range(MAX_BATCH):
-            try:
-                if timestamped:
-                    data, ancillary, _flags, address = sock.recvmsg(MAX_DATAGRAM, self._ancillary)
-                else:
-                    data, address = sock.recvfrom(MAX_DATAGRAM)
-                    ancillary = []
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # an ICMP error from an earlier send, or a closed socket
-                protocol.error_received(exc)
-                return
-            arrival = now
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-                    seconds, nanos = _TIMESPEC.unpack(value[: _TIMESPEC.size])
-                    arrival = min(now, seconds + nanos * 1e-9 + offset)
-            self.datagrams += 1
-            self.arrival = arrival
-            try:
-                protocol.datagram_received(data, address)
-            finally:
-                self.arrival = None
+                if entry is not None:
+                    polled, deliver = entry
+                    polled.drain(deliver, now, offset)
 
 
 __all__ = ["DatagramPoller"]

@@ -39,7 +39,7 @@ async def test_adopted_socket_is_read_by_the_tick_not_the_loop() -> None:
         assert [d for d, _ in protocol.got] == [b"datagram 0", b"datagram 1", b"datagram 2"]
         # Each carries its kernel arrival time (before the tick), in loop time.
         for _, arrival in protocol.got:
-            assert arrival is not None and sent_at - 0.01 <= arrival <= now
+            assert arrival is not None and sent_at - 0.01 <= arrival <= now + 0.005
         assert poller.arrival is None  # only set while delivering
         assert poller.datagrams == 3
         poller.tick(loop.time())  # nothing waiting: nothing delivered
