@@ -55,7 +55,8 @@ class Concealer:
         # The history is the `_hist_len` samples before `_end` in a longer line: a decoder that
         # writes its output into `slot()` has recorded it, with no copy (good() used to shift
         # the history and copy every frame in: two copies per frame).
-        self._line: PCM = np.zeros(self._hist_len + 6 * self.frame_samples, dtype=np.int16)
+        # (32 frames: the history moves back once per 32 frames, a copy of ~1 KB at 8 kHz.)
+        self._line: PCM = np.zeros(self._hist_len + 32 * self.frame_samples, dtype=np.int16)
         self._end = self._hist_len
         self._slot: PCM | None = None
         self._heard = False  # any non-silent history at all
@@ -118,6 +119,24 @@ class Concealer:
         self._end += n
         self._heard = True
         return pcm
+
+    def decode_table(self, table: PCM, payload: bytes) -> PCM:
+        """A frame of a one-octet-per-sample table codec (G.711) decoded straight into the
+        history: `slot()`, the table lookup and `good()` in one call (it runs per packet)."""
+        n = len(payload)
+        end = self._end
+        if self._erased or not n or end + n > len(self._line):
+            out = self.slot(n)
+            table.take(np.frombuffer(payload, np.uint8), out=out, mode="clip")
+            return self.good(out)
+        out = self._line[end : end + n]
+        # Every octet indexes the 256-entry table: mode="clip" never clips, it only skips
+        # the bounds check.
+        table.take(np.frombuffer(payload, np.uint8), out=out, mode="clip")
+        self._end = end + n
+        self._slot = None
+        self._heard = True
+        return out
 
     def conceal(self, samples: int | None = None) -> PCM:
         """`samples` (default one frame) of concealment; a view of an internal buffer."""

@@ -6,7 +6,8 @@ numpy arrays. Codecs work at their native rate; `media.resample` converts at the
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,16 @@ FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 960
 
 # A block of mono int16 PCM at whatever rate the context says (48 kHz unless named otherwise).
 PCM: TypeAlias = npt.NDArray[np.int16]
+
+
+# numpy's count_nonzero without its Python wrapper (array-function dispatch): the engine asks
+# "is this frame all zeros?" several times per call and tick, and the wrapper cost 5x the
+# test itself (0.26 µs against 0.05 µs for 160 samples).
+try:
+    from numpy._core.multiarray import count_nonzero as _count_nonzero
+except ImportError:  # pragma: no cover - a numpy that moved it: the public function
+    _count_nonzero = np.count_nonzero
+count_nonzero: Callable[[Any], int] = _count_nonzero
 
 
 def samples_per_frame(sample_rate: int, frame_ms: int = FRAME_MS) -> int:

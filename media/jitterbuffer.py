@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -56,7 +55,7 @@ import numpy as np
 from media.codecs import Decoder
 from media.errors import MediaParseError
 from media.frame import FRAME_SAMPLES, PCM, SAMPLE_RATE
-from media.level import SILENCE, LevelMeter
+from media.level import SILENCE, LevelMeter, max_energy_at_level
 from media.resample import FrameResampler
 
 
@@ -168,8 +167,9 @@ class JitterBuffer:
         # Received packets by extended timestamp, plus the sorted timestamps.
         self._packets: dict[int, _Packet] = {}
         self._order: list[int] = []
-        self._seen: set[int] = set()
-        self._seen_order: deque[int] = deque()
+        # Duplicate detection: bit k set = sequence number max_seq - k was received, for the
+        # last `duplicate_memory` numbers (one shift per packet in order, not a set and a queue).
+        self._seen = 0
         self._max_seq: int | None = None
         self._max_ts: int | None = None
         self._outliers: list[_Packet] = []
@@ -214,8 +214,10 @@ class JitterBuffer:
         self._desired_ms = self._desired_target()
         self._dtx_aware = type(decoder).is_dtx is not Decoder.is_dtx
         self._duplicate_memory = cfg.duplicate_memory
+        self._seen_mask = (1 << cfg.duplicate_memory) - 1
         self._silence_level = cfg.silence_level
         self._capacity = cfg.capacity
+        self._quiet_energy = max_energy_at_level(cfg.quiet_level, self._frame_samples)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -270,18 +272,21 @@ class JitterBuffer:
             ext_seq = max_seq + (delta - 0x10000 if delta & 0x8000 else delta)
             delta = (timestamp - max_ts) & 0xFFFFFFFF
             ext_ts = max_ts + (delta - 0x100000000 if delta & 0x80000000 else delta)
-        seen = self._seen
-        if ext_seq in seen:
-            stats.duplicates += 1
-            return
-        # Remember the last `duplicate_memory` sequence numbers.
-        seen.add(ext_seq)
-        order = self._seen_order
-        order.append(ext_seq)
-        if len(order) > self._duplicate_memory:
-            seen.discard(order.popleft())
-        if max_seq is None or ext_seq > max_seq:
+        if max_seq is None:
+            self._seen = 1
             self._max_seq = ext_seq
+        else:
+            ahead = ext_seq - max_seq
+            if ahead > 0:  # the newest so far: slide the window
+                memory = self._duplicate_memory
+                self._seen = ((self._seen << ahead) | 1) & self._seen_mask if ahead < memory else 1
+                self._max_seq = ext_seq
+            elif -ahead < self._duplicate_memory:
+                bit = 1 << -ahead
+                if self._seen & bit:
+                    stats.duplicates += 1
+                    return
+                self._seen |= bit
         if max_ts is None or ext_ts > max_ts:
             self._max_ts = ext_ts
 
@@ -407,6 +412,7 @@ class JitterBuffer:
         part = self._scratch[: len(window)]
         part.partition(k)
         self._spread = float(part[k]) - self._fastest
+        self.stats.jitter_ms = self._spread * 1000.0
         self._desired_ms = self._desired_target()
 
     # -- output ------------------------------------------------------------------------------
@@ -456,7 +462,6 @@ class JitterBuffer:
         target = self._target_ms
         target = desired if desired > target else max(desired, target - self._shrink_step_ms)
         self._target_ms = stats.target_delay_ms = target
-        stats.jitter_ms = self._spread * 1000.0
         if self._recent_late:
             self._recent_late -= 1
 
@@ -538,7 +543,7 @@ class JitterBuffer:
             stats.silence_frames += 1
         if error_ms < -frame_ms and self._talking:
             # Only needed when an insertion is pending: is what just played quiet?
-            self._last_quiet = self._meter.level(frame) >= self.config.quiet_level
+            self._last_quiet = self._meter.energy(frame) <= self._quiet_energy
         else:
             self._last_quiet = False
         return frame, status, level, out_ts
@@ -791,8 +796,13 @@ class JitterBuffer:
 
     def _quiet(self, packet: _Packet, pcm: PCM) -> bool:
         """Quiet enough to drop unheard: by the sender's RFC 6464 level if it sent one."""
-        level = packet.level if packet.level is not None else self._meter.level(pcm)
-        return level >= self.config.quiet_level
+        if packet.level is not None:
+            return packet.level >= self.config.quiet_level
+        # The level's test on the energy itself (this runs every frame while the delay is
+        # over target and the talker does not pause).
+        if len(pcm) == self._frame_samples:
+            return self._meter.energy(pcm) <= self._quiet_energy
+        return self._meter.level(pcm) >= self.config.quiet_level
 
     def _desired_target(self) -> float:
         """The target delay the current jitter spread asks for (changes with the window)."""
@@ -817,8 +827,7 @@ class JitterBuffer:
         """Forget the stream (new SSRC): the next packet starts playout afresh."""
         self._packets.clear()
         self._order.clear()
-        self._seen.clear()
-        self._seen_order.clear()
+        self._seen = 0
         self._outliers = []
         self._max_seq = self._max_ts = None
         self._started = False

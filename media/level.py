@@ -39,6 +39,7 @@ __all__ = [
     "is_silence",
     "level_from_energy",
     "levels_from_energies",
+    "max_energy_at_level",
 ]
 
 SILENCE = 127  # -127 dBov: digital silence (RFC 6464 §3)
@@ -76,6 +77,17 @@ def level_from_energy(energy: float, samples: int) -> int:
         return SILENCE
     dbov = 10.0 * math.log10(energy / (samples * _OVERLOAD_ENERGY))
     return min(SILENCE, max(LOUDEST, round(-dbov)))
+
+
+def max_energy_at_level(level: int, samples: int) -> float:
+    """The largest sum of squares of `samples` whose `level_from_energy` is `level` or quieter:
+    `energy <= max_energy_at_level(q, n)` tests `level >= q` without a logarithm."""
+    if level <= LOUDEST:
+        return math.inf
+    if level > SILENCE:
+        return -1.0
+    # round(-dBov) >= level  <=>  -dBov >= level - 0.5
+    return samples * _OVERLOAD_ENERGY * math.pow(10.0, -(level - 0.5) / 10.0)
 
 
 def levels_from_energies(energies: list[int], samples: int) -> list[int]:

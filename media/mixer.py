@@ -52,7 +52,7 @@ import numpy.typing as npt
 
 from media.clock import DEFER, Defer
 from media.codecs import Decoder, create_decoder
-from media.frame import FRAME_SAMPLES, PCM
+from media.frame import FRAME_SAMPLES, PCM, count_nonzero
 from media.jitterbuffer import FrameStatus, JitterBuffer, JitterConfig, JitterFrame
 from media.level import SILENCE, VoiceActivityDetector, levels_from_energies
 from media.rtp import RtpPacket
@@ -540,7 +540,6 @@ class RoomMixer:
             m += 1
         first_phone = m
 
-        count_nonzero = np.count_nonzero
         talkers: list[MixerLeg] = []
         for i, leg in enumerate(legs, 1):
             leg._own = False

@@ -332,6 +332,8 @@ class _Room:
         poll = self._poll
         assert poll is not None
         by_fd = self._by_fd
+        last_clock: Callable[[], float] | None = None
+        offset = 0.0
         for _ in range(MAX_READ_ROUNDS):
             ready = poll.poll(0)
             if not ready:
@@ -339,8 +341,11 @@ class _Room:
             for fd, _events in ready:
                 entry = by_fd.get(fd)
                 if entry is not None:
-                    read_one, deliver, offset = entry
-                    read_one(deliver, now, offset())
+                    read_one, deliver, clock = entry
+                    if clock is not last_clock:  # the members share one clock: once per read
+                        last_clock = clock
+                        offset = clock() - time.time()
+                    read_one(deliver, now, offset)
 
     def add(self, pipeline: CallPipeline) -> None:
         self.members.append(pipeline)
@@ -348,7 +353,7 @@ class _Room:
             for polled in pipeline.sockets.polled:
                 fd = polled.sock.fileno()
                 self._poll.register(fd, select.EPOLLIN)
-                self._by_fd[fd] = (polled.read_one, pipeline._deliver, pipeline.sockets.offset)
+                self._by_fd[fd] = (polled.read_one, pipeline._deliver, pipeline._clock)
 
     def remove(self, pipeline: CallPipeline) -> None:
         self.members.remove(pipeline)
@@ -492,7 +497,7 @@ class CallPipeline:
         self.rtp.on_packet = self._on_packet
         self._deliver = self.rtp.datagram_received  # bound once: the drain runs every tick
         self.jitter = JitterBuffer(create_decoder(info.name), cfg.jitter)
-        self._put = self.jitter.put_valid
+        self._put = self.rtp.on_audio = self.jitter.put_valid
         self.encoder = create_encoder(info.name)
         self._down = FrameResampler(SAMPLE_RATE, info.sample_rate, info.frame_ms)
         self._frame_ticks = info.frame_ticks

@@ -126,9 +126,7 @@ class _G711Decoder(Decoder):
     def decode(self, payload: bytes) -> PCM:
         # Every octet is a valid G.711 code; one octet per sample at any packet duration.
         # Decoded straight into the concealer's history (no copy to record it).
-        out = self._concealer.slot(len(payload))
-        self._table.take(np.frombuffer(payload, dtype=np.uint8), out=out, mode="clip")
-        return self._concealer.good(out)
+        return self._concealer.decode_table(self._table, payload)
 
     def conceal(self, samples: int | None = None) -> PCM:
         return self._concealer.conceal(samples)

@@ -395,7 +395,7 @@ def test_any_arrival_pattern_keeps_order_and_bounds(
             assert len(frame.pcm) == 960 and frame.pcm.dtype == np.int16
             epochs.extend([jb.stats.resyncs] * (len(decoder.decoded) - before))
         assert jb.buffered <= 24
-        assert len(jb._seen) <= 64 and len(jb._outliers) <= 3
+        assert jb._seen.bit_length() <= 64 and len(jb._outliers) <= 3
     assert len(set(decoder.decoded)) == len(decoder.decoded)  # nothing played twice
     # Within one playout epoch (between resyncs), packets come out in timestamp order.
     for k in range(1, len(epochs)):

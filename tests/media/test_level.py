@@ -19,6 +19,7 @@ from media.level import (
     is_silence,
     level_from_energy,
     levels_from_energies,
+    max_energy_at_level,
 )
 from media.tones import ToneGenerator
 
@@ -87,3 +88,23 @@ def test_levels_from_energies_is_level_from_energy_for_each(energies: list[int])
     edges = [round(960 * 32768.0**2 * 10.0 ** (-(lv + 0.5) / 10.0)) for lv in range(128)]
     around = [e + d for e in edges for d in (-1, 0, 1) if e + d >= 0]
     assert levels_from_energies(around, 960) == [level_from_energy(float(e), 960) for e in around]
+
+
+@given(
+    st.integers(min_value=0, max_value=160 * 32768 * 32768),
+    st.integers(min_value=0, max_value=128),
+    st.sampled_from([160, 320, 960]),
+)
+def test_max_energy_at_level_tests_the_level(energy: int, level: int, samples: int) -> None:
+    """`energy <= max_energy_at_level(q, n)` says `level_from_energy(energy, n) >= q` (what the
+    jitter buffer asks per frame to find a quiet one), away from a rounding tie."""
+    bound = max_energy_at_level(level, samples)
+    if bound > 0 and abs(energy - bound) <= 1e-9 * bound + 1:
+        return  # exactly on the edge: either answer
+    assert (energy <= bound) == (level_from_energy(float(energy), samples) >= level)
+
+
+def test_max_energy_at_level_edges() -> None:
+    assert max_energy_at_level(0, 960) == float("inf")  # every frame is level 0 or quieter
+    assert max_energy_at_level(SILENCE + 1, 960) < 0  # no frame is quieter than silence
+    assert max_energy_at_level(SILENCE, 960) > 0  # digital silence is level 127

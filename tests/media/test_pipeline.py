@@ -255,13 +255,28 @@ async def test_real_time_with_the_clock_and_kernel_arrival_times(
     sent_at: dict[int, float] = {}
     arrived_at: dict[int, float] = {}
     deliver = pa.rtp.on_packet
-    assert deliver is not None
+    put = pa.rtp.on_audio
+    assert deliver is not None and put is not None
 
-    def record(packet: RtpPacket, arrival: float) -> None:
+    def record(packet: RtpPacket, arrival: float) -> None:  # the first, before latching
         arrived_at[packet.sequence] = arrival
         deliver(packet, arrival)
 
+    def record_fields(
+        seq: int,
+        ts: int,
+        payload: bytes,
+        marker: bool,
+        level: int | None,
+        arrival: float,
+        voice: bool | None,
+        comfort_noise: bool,
+    ) -> None:  # the rest: the fields fast path
+        arrived_at[seq] = arrival
+        put(seq, ts, payload, marker, level, arrival, voice, comfort_noise)
+
     pa.rtp.on_packet = record
+    pa.rtp.on_audio = record_fields
 
     async def phones() -> None:
         # The phones send on their own 20 ms schedule, unsynchronised with the clock.

@@ -183,6 +183,45 @@ def test_core_relatch_requires_consecutive_consistent_packets() -> None:
     assert sent[-1][2] == other
 
 
+def test_core_audio_fields_path_and_what_still_takes_the_packet_path() -> None:
+    """With `on_audio` set, the latched peer's plain packets on the current stream arrive as
+    fields (a jitter buffer's `put_valid` arguments); the first packet of a stream, a packet
+    with an extension, a telephone-event, a foreign address and duplicates do not."""
+    s, _ = core(telephone_event_pt=TE)
+    packets: list[tuple[int, int, bool]] = []
+    fields: list[tuple[object, ...]] = []
+    s.on_packet = lambda p, now: packets.append((p.sequence, p.payload_type, p.marker))
+    s.on_audio = lambda *args: fields.append(args)
+    sdp = ("192.0.2.1", 4000)
+
+    def pkt(seq: int, pt: int = PCMU, ssrc: int = 7, marker: bool = False, **kw: object) -> bytes:
+        return RtpPacket(pt, seq, seq * 160, ssrc, VOICE, marker, **kw).serialize()  # type: ignore[arg-type]
+
+    s.datagram_received(CHANNEL_RTP, pkt(1, marker=True), sdp, 0.0)  # latches, new stream
+    s.datagram_received(CHANNEL_RTP, pkt(2), sdp, 0.02)
+    s.datagram_received(CHANNEL_RTP, pkt(3, marker=True), sdp, 0.04)
+    s.datagram_received(CHANNEL_RTP, pkt(3), sdp, 0.05)  # duplicate: dropped, counted
+    s.datagram_received(CHANNEL_RTP, pkt(4, pt=13), sdp, 0.06)  # comfort noise
+    s.datagram_received(CHANNEL_RTP, pkt(5, extensions={1: b"\x10"}), sdp, 0.08)
+    s.datagram_received(CHANNEL_RTP, pkt(6, pt=TE)[:12] + bytes([1, 0x0A, 0, 160]), sdp, 0.1)
+    s.datagram_received(CHANNEL_RTP, pkt(7), ("203.0.113.9", 5000), 0.12)  # foreign
+    s.datagram_received(CHANNEL_RTP, pkt(8, ssrc=9), sdp, 0.14)  # a new stream
+    s.datagram_received(CHANNEL_RTP, pkt(9, ssrc=9), sdp, 0.16)
+    assert packets == [(1, PCMU, True), (5, PCMU, False), (8, PCMU, False)]
+    assert fields == [
+        (2, 320, VOICE, False, None, 0.02, None, False),
+        (3, 480, VOICE, True, None, 0.04, None, False),
+        (4, 640, VOICE, False, None, 0.06, None, True),
+        (9, 1440, VOICE, False, None, 0.16, None, False),
+    ]
+    counters = s.counters
+    assert (
+        counters.duplicates == 1 and counters.foreign_dropped == 1 and counters.dtmf_received == 1
+    )
+    assert counters.packets_received == 7 and counters.octets_received == 7 * 160
+    assert counters.ssrc_changes == 1 and s.remote_ssrc == 9
+
+
 # --- loopback UDP ----------------------------------------------------------------------------
 
 
