@@ -38,7 +38,7 @@ from gateway.config_loader import parse_host_port
 from gateway.dialout import OutboundCall, dial_target, extra_headers
 from gateway.logs import call_logger
 from gateway.media_report import media_report
-from gateway.memory import IDLE_DELAY, release_memory
+from gateway.memory import IDLE_DELAY, LATE_DELAY, release_memory
 from gateway.metrics import Metrics
 from gateway.rooms import RoomNotFound, RoomResolver, RoomTarget, names_of
 from gateway.session import FlowSettings, Phase, Result
@@ -157,6 +157,7 @@ class Gateway:
         self._release: asyncio.TimerHandle | None = None  # gateway.memory, once idle
         self.memory_releases = 0
         self.idle_release_delay = IDLE_DELAY
+        self.late_release_delay = LATE_DELAY  # from the same idle moment (gateway.memory)
         host, port = parse_host_port(config.xmpp.server, 5222)
         self.xmpp_server = XmppServer(host=host, port=port, tls_verify=config.xmpp.tls_verify)
 
@@ -465,11 +466,15 @@ class Gateway:
             self._release.cancel()
             self._release = None
 
-    def _release_memory(self) -> None:
+    def _release_memory(self, again: bool = True) -> None:
         self._release = None
         if not self.calls:
             release_memory()
             self.memory_releases += 1
+            if again:  # once more when the ended calls' timers have let go of them
+                delay = max(0.0, self.late_release_delay - self.idle_release_delay)
+                loop = asyncio.get_running_loop()
+                self._release = loop.call_later(delay, self._release_memory, False)
 
     # -- dial-out (jigasi.md §3) --------------------------------------------------------------
 
@@ -720,11 +725,16 @@ class Gateway:
     async def _report_quality_forever(self) -> None:
         while True:
             await asyncio.sleep(QUALITY_INTERVAL)
-            for call in list(self.calls.values()):
-                media = call.media
-                report = media.rtp_report() if media is not None else None
-                if report is not None:
-                    self.metrics.rtp_quality("sip", *report)
+            self._report_quality()
+
+    def _report_quality(self) -> None:
+        # Its own frame: the loop above must not keep the last call's objects alive in its
+        # variables until the next pass (an ended call's media would stay until then).
+        for call in list(self.calls.values()):
+            media = call.media
+            report = media.rtp_report() if media is not None else None
+            if report is not None:
+                self.metrics.rtp_quality("sip", *report)
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coroutine)

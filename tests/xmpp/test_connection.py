@@ -3,15 +3,17 @@ name with getaddrinfo in its thread pool), and one TLS context per setting."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.xmpp.harness import Leg
 from tests.xmpp.prosody import Prosody
 from xmpp.config import XmppServer
-from xmpp.connection import _hosts_file, resolve_server, shared_ssl_context
+from xmpp.connection import _hosts_file, expire_scheduled, resolve_server, shared_ssl_context
 
 
 async def test_literal_addresses_need_no_lookup() -> None:
@@ -48,3 +50,24 @@ async def test_connect_by_name_without_a_thread(prosody_server: Prosody) -> None
     assert leg.participant.connection.encrypted
     assert threading.active_count() == before
     await leg.leave()
+
+
+async def test_a_closed_stream_times_its_iqs_out_now_and_cancels_other_timers() -> None:
+    """slixmpp keeps a timer per IQ awaiting an answer (120 s by default) and the timer keeps
+    the stream - and whoever registered handlers on it - alive; on a closed stream no answer
+    can come, so the IQs time out at once and the other timers are cancelled."""
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
+    stream = SimpleNamespace(
+        scheduled_events={
+            "IqTimeout_7": loop.call_later(60.0, ran.append, "iq 7 timed out"),
+            "Whitespace Keepalive": loop.call_later(60.0, ran.append, "keepalive"),
+        }
+    )
+    expire_scheduled(stream)
+    assert stream.scheduled_events == {}
+    await asyncio.sleep(0)
+    assert ran == ["iq 7 timed out"]
+    await asyncio.sleep(0.05)
+    assert ran == ["iq 7 timed out"]
+    expire_scheduled(SimpleNamespace())  # a stream without timers: nothing to do
