@@ -190,7 +190,8 @@ async def test_number_dialled_through_the_trunk_reaches_baresip_with_audio_both_
         assert [result for result, _ in auth] == ["-5", "1"], kam.log_tail()
         assert int(auth[1][1]) == int(auth[0][1]) + 1
         assert routed(kam, call_id) == [("INVITE", "location"), ("ACK", "loose"), ("BYE", "loose")]
-        assert [r[0] for r in replies(kam, call_id) if r[1] == "INVITE"][-1] == "200"
+        # (Kamailio's UDP workers log the 180 and the 200 in either order.)
+        assert "200" in [r[0] for r in replies(kam, call_id) if r[1] == "INVITE"]
 
         # The INVITE as baresip got it: our room and direction headers, the Rayo extra
         # header, no credentials (Kamailio consumed them), Kamailio's Record-Route.
