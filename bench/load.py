@@ -52,6 +52,7 @@ from bench.load_peers import (  # noqa: E402
     write_pcap,
 )
 from bench.media import paced_floor  # noqa: E402
+from gateway.memory import LATE_DELAY  # noqa: E402
 from media.codecs import create_decoder, create_encoder  # noqa: E402
 from media.codecs.opus import OpusConfig, OpusDecoder, OpusEncoder, libopus_version  # noqa: E402
 from media.frame import FRAME_SAMPLES, PCM, SAMPLE_RATE  # noqa: E402
@@ -101,6 +102,9 @@ class Worker:
         values = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         return {
             "rss_mib": int(values["VmRSS"].split()[0]) / 1024.0,
+            # Anonymous memory is the heap; file-backed is library code and data paged in.
+            "anon_mib": int(values["RssAnon"].split()[0]) / 1024.0,
+            "file_mib": int(values["RssFile"].split()[0]) / 1024.0,
             "threads": int(values["Threads"]),
             "fds": len(os.listdir(f"/proc/{self.pid}/fd")),
         }
@@ -463,6 +467,8 @@ async def codec_floor(plan: Plan, seconds: float = 5.0) -> float | None:
 @dataclass
 class Sample:
     rss_mib: float
+    anon_mib: float  # RssAnon: the heap
+    file_mib: float  # RssFile: library code and data paged in
     threads: int
     fds: int
 
@@ -592,6 +598,8 @@ async def run_plan(
         cpu0 = [w.cpu() for w in workers]
         t0 = loop.time()
         hub_late0 = conference.hub.late_ticks
+        hub_ticks0 = len(conference.hub.tick_lateness.samples)
+        probe_sends0 = len(probe[0].send_lateness.samples) if probe is not None else 0
         profiler = start_profile(workers[0], plan, workdir) if PROFILE else None
         await asyncio.sleep(plan.seconds)
         if profiler is not None:
@@ -667,6 +675,13 @@ async def run_plan(
                 "samples": [len(up), len(down)],
                 "bursts_sent": [len(phone.sent_bursts), len(down_sent)],
                 "probe_packets": [phone.sent, phone.received],
+                # The generator's own send jitter over the window (its loop shares core 1 with
+                # SIPp, Prosody and the bridge): pygasi's adaptive buffers absorb it, so it is
+                # part of the delays above. Arrivals at the probe phone are kernel-stamped.
+                "generator_lateness_ms": {
+                    "probe_phone_sends": phone.send_lateness.summary(probe_sends0),
+                    "bridge_ticks": conference.hub.tick_lateness.summary(hub_ticks0),
+                },
             }
             await phone.close()
         result["resources"] = {
@@ -699,7 +714,8 @@ async def run_leak(
     try:
         for warm in await start_sipp(plan, [0], worker, workdir, 2000):
             await warm.process.wait()
-        await asyncio.sleep(12.0)
+        await wait_calls([worker], session, 0, 30.0)
+        await asyncio.sleep(LATE_DELAY + 2.0)  # both idle releases done (gateway.memory)
         samples.append(worker.resources())
         for _ in range(rounds):
             for run in await start_sipp(plan, list(range(calls)), worker, workdir, 4000):
@@ -707,6 +723,9 @@ async def run_leak(
             await wait_calls([worker], session, 0, 30.0)
             await asyncio.sleep(12.0)  # legs left their rooms (5 s), memory released (10 s idle)
             samples.append(worker.resources())
+        # The late release: the ended calls' last timers have fired, their garbage is collected.
+        await asyncio.sleep(LATE_DELAY - 10.0)
+        rest = worker.resources()
     finally:
         await stop_worker(worker)
         await clear_rooms(conference, plan.room_names())
@@ -715,7 +734,11 @@ async def run_leak(
         "rounds": rounds,
         "calls_per_round": calls,
         "after_each_round": samples,
+        "at_rest": rest,
         "rss_growth_mib": samples[-1]["rss_mib"] - samples[0]["rss_mib"],
+        "rest_growth_mib": {
+            k: rest[k] - samples[0][k] for k in ("rss_mib", "anon_mib", "file_mib")
+        },
         "threads_growth": samples[-1]["threads"] - samples[0]["threads"],
         "fds_growth": samples[-1]["fds"] - samples[0]["fds"],
     }
@@ -823,15 +846,18 @@ def print_report(report: dict[str, Any]) -> None:
         print()
         if r["scenario"] == "leak":
             print(f"Leak check: {r['rounds']} rounds of {r['calls_per_round']} calls")
-            for i, s in enumerate(r["after_each_round"]):
-                label = "after warm-up" if i == 0 else f"after round {i}"
+            rows = [("after warm-up", r["after_each_round"][0])]
+            rows += [(f"after round {i}", s) for i, s in enumerate(r["after_each_round"]) if i]
+            for label, s in [*rows, ("at rest (60 s)", r["at_rest"])]:
                 print(
-                    f"  {label:<16} RSS {s['rss_mib']:7.1f} MiB  threads {s['threads']:3d}"
-                    f"  fds {s['fds']:4d}"
+                    f"  {label:<16} RSS {s['rss_mib']:7.1f} MiB (anon {s['anon_mib']:6.1f},"
+                    f" file {s['file_mib']:5.1f})  threads {s['threads']:3d}  fds {s['fds']:4d}"
                 )
+            rest = r["rest_growth_mib"]
             print(
                 f"  growth: RSS {r['rss_growth_mib']:+.1f} MiB, threads {r['threads_growth']:+d},"
-                f" fds {r['fds_growth']:+d}"
+                f" fds {r['fds_growth']:+d}; at rest: RSS {rest['rss_mib']:+.1f} MiB"
+                f" (anon {rest['anon_mib']:+.1f}, file {rest['file_mib']:+.1f})"
             )
             continue
         mode = "translator" if r["translator"] else "mixed"
@@ -877,6 +903,13 @@ def print_report(report: dict[str, Any]) -> None:
             print(
                 f"  added delay meeting -> phone     p50 {_ms(d['meeting_to_phone_p50'])} ms, "
                 f"p99 {_ms(d['meeting_to_phone_p99'])} ms ({d['samples'][1]} bursts)"
+            )
+            g = d["generator_lateness_ms"]
+            phone_late, bridge_late = g["probe_phone_sends"], g["bridge_ticks"]
+            print(
+                f"  generator's own send lateness    probe phone p99 {_ms(phone_late['p99'])} ms"
+                f" (max {_ms(phone_late['max'])}), bridge ticks p99 {_ms(bridge_late['p99'])} ms"
+                f" (max {_ms(bridge_late['max'])})"
             )
         i = r["inside_pygasi"]
         print(

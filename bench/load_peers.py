@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,6 +263,7 @@ class LoadHub:
         self.talkers: dict[str, list[WebTalker]] = {}
         self._task: asyncio.Task[None] | None = None
         self.late_ticks = 0
+        self.tick_lateness = Lateness()
 
     async def allocate(self, nick: str) -> LoadEndpoint:
         room, display = self.leg_of(nick) or ("?", None)
@@ -286,6 +288,7 @@ class LoadHub:
             now = loop.time()
             if now - deadline > TICK:
                 self.late_ticks += 1
+            self.tick_lateness.add(max(0.0, now - deadline))
             for room, talkers in self.talkers.items():
                 endpoints = self.rooms.get(room, ())
                 for talker in talkers:
@@ -301,9 +304,39 @@ class LoadHub:
 # -- the probe phone --------------------------------------------------------------------------
 
 
-class ProbePhone(asyncio.DatagramProtocol):
+class Lateness:
+    """How late a 20 ms sender of the generator runs (its loop shares a core with SIPp, Prosody
+    and the bridge): the generator's own send jitter, which pygasi's adaptive jitter buffers
+    absorb and which the delay figures therefore include."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+
+    def summary(self, since: int = 0) -> dict[str, float | None]:
+        """p50, p99 and max in ms of the samples from index ``since`` on."""
+        ms = sorted(s * 1000.0 for s in self.samples[since:])
+        if not ms:
+            return {"p50": None, "p99": None, "max": None}
+        return {
+            "p50": round(ms[len(ms) // 2], 2),
+            "p99": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2),
+            "max": round(ms[-1], 2),
+        }
+
+
+# Linux SO_TIMESTAMPNS (not exported by Python's socket module; as in media/pipeline.py): a
+# struct timespec of CLOCK_REALTIME with each datagram.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+
+
+class ProbePhone:
     """The probe call's RTP phone (PCMU or Opus): silence with a 60 ms tone burst every 500 ms,
-    and the bursts it hears from the probe room's web talker."""
+    and the bursts it hears from the probe room's web talker. What it hears is stamped with the
+    kernel's arrival time (SO_TIMESTAMPNS), not the time the generator's busy loop got to it."""
 
     def __init__(self, codec: str) -> None:
         self.codec = codec
@@ -312,8 +345,9 @@ class ProbePhone(asyncio.DatagramProtocol):
         self.onsets = Onsets(SAMPLE_RATE if codec == "opus" else 8000)
         self.received = 0
         self.sent = 0
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
         self._remote: tuple[str, int] | None = None
+        self.send_lateness = Lateness()
         self._task: asyncio.Task[None] | None = None
         self._encoder = create_encoder("opus" if codec == "opus" else "pcmu")
         self._decoder = create_decoder("opus" if codec == "opus" else "pcmu")
@@ -326,25 +360,50 @@ class ProbePhone(asyncio.DatagramProtocol):
 
     async def open(self) -> int:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: self, local_addr=("127.0.0.1", 0), family=socket.AF_INET
-        )
-        self._transport = transport
-        self.port = transport.get_extra_info("sockname")[1]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        loop.add_reader(sock.fileno(), self._readable)
         self._task = asyncio.create_task(self._send_loop())
         return self.port
 
     async def close(self) -> None:
         await _cancel(self._task)
-        if self._transport is not None:
-            self._transport.close()
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        offset = loop.time() - time.time()  # the loop's clock minus the kernel's realtime
+        while True:
+            try:
+                data, ancillary, _, addr = sock.recvmsg(2048, socket.CMSG_SPACE(_TIMESPEC.size))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # e.g. ICMP unreachable before the call is up
+            arrival = loop.time()
+            for level, kind, raw in ancillary:
+                if (level, kind) == (socket.SOL_SOCKET, _SO_TIMESTAMPNS):
+                    seconds, nanoseconds = _TIMESPEC.unpack(raw[: _TIMESPEC.size])
+                    arrival = seconds + nanoseconds * 1e-9 + offset
+            self.datagram_received(data, addr, arrival)
 
     async def _send_loop(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time()
         frame = 0
         while True:
-            if self._remote is not None and self._transport is not None:
+            if self._remote is not None and self._sock is not None:
+                self.send_lateness.add(max(0.0, loop.time() - deadline))
                 pos = frame % BURST_PERIOD
                 payload = self._burst[pos] if pos < BURST_FRAMES else self._silence
                 header = struct.pack(
@@ -353,22 +412,22 @@ class ProbePhone(asyncio.DatagramProtocol):
                 )  # fmt: skip
                 if pos == 0:
                     self.sent_bursts.append(loop.time())
-                self._transport.sendto(header + payload, self._remote)
+                with contextlib.suppress(OSError):  # a full buffer: the packet is lost
+                    self._sock.sendto(header + payload, self._remote)
                 self.sent += 1
                 frame += 1
             deadline += TICK
             await asyncio.sleep(max(0.0, deadline - loop.time()))
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...], arrival: float) -> None:
         if len(data) < 12 or data[0] >> 6 != 2 or (data[1] & 0x7F) != self.pt:
             return
         if self._remote is None:
             self._remote = (str(addr[0]), int(addr[1]))  # symmetric RTP: answer where it comes from
         self.received += 1
-        now = asyncio.get_running_loop().time()
         try:
             packet = RtpPacket.parse(data)
-            self.onsets.frame(self._decoder.decode(packet.payload), now)
+            self.onsets.frame(self._decoder.decode(packet.payload), arrival)
         except MediaParseError:
             pass
 
@@ -378,6 +437,7 @@ class ProbePhone(asyncio.DatagramProtocol):
 
 __all__ = [
     "PROBE_NAME",
+    "Lateness",
     "LoadEndpoint",
     "LoadHub",
     "ProbePhone",

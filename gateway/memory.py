@@ -9,12 +9,13 @@ glibc's ``malloc_trim(0)`` (which returns free heap pages to the kernel) bring R
 the starting level; with calls in progress nothing is done, so no call's media is delayed.
 
 The release is done twice. The first, ``IDLE_DELAY`` after the last call, frees what is garbage
-by then; but an ended call's whole object graph (XMPP client, codecs, jitter buffers: ~0.2 MiB
-a call) can stay reachable a while longer from a timer still pending on its closed XMPP client
-(slixmpp's ``IqTimeout_<id>`` for an IQ sent with ``reply_timeout``, 15 s). Once such timers
-fire the graphs are cyclic garbage that an idle process never collects (too few allocations to
-trigger a full collection), so a second release, ``LATE_DELAY`` after the last call (past those
-timeouts and the SIP transactions' 64*T1 = 32 s), collects them and trims the heap again.
+by then. An ended call's whole object graph (XMPP client, codecs, jitter buffers: ~0.2 MiB a
+call) used to stay reachable longer from timers pending on its closed XMPP client (slixmpp's
+``IqTimeout_<id>``); a closing connection now settles them (``xmpp.connection.
+expire_scheduled``). Anything else that outlives a call for a while - a SIP transaction's timers
+run up to 64*T1 = 32 s - becomes cyclic garbage that an idle process never collects (too few
+allocations to trigger a full collection), so a second release, ``LATE_DELAY`` after the last
+call, collects it and trims the heap again.
 
 What stays above the pre-traffic level afterwards is allocator fragmentation, not live data:
 live bytes return to their starting figure, but CPython frees a 1 MiB arena only once all its
