@@ -469,6 +469,8 @@ class Gateway:
     def _release_memory(self, again: bool = True) -> None:
         self._release = None
         if not self.calls:
+            if self._services is not None:
+                self._services.allocator.purge(asyncio.get_running_loop().time())
             release_memory()
             self.memory_releases += 1
             if again:  # once more when the ended calls' timers have let go of them

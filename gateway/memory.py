@@ -30,6 +30,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import sys
 from collections.abc import Callable
 from functools import cache
 
@@ -57,6 +58,10 @@ def _malloc_trim() -> Callable[[int], int] | None:
 def release_memory() -> bool:
     """Collect garbage and return free heap pages to the kernel; False where the C library has
     no ``malloc_trim`` (only the collection was done)."""
+    # CPython's method cache holds the last attribute name looked up in each of its slots;
+    # names built at run time (slixmpp's "get_%s" per stanza attribute) are small strings made
+    # during the calls that would keep their memory pools in use.
+    sys._clear_type_cache()
     gc.collect()
     trim = _malloc_trim()
     if trim is None:

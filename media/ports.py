@@ -146,6 +146,14 @@ class PortAllocator:
             f"in use by calls, {self.quarantined(now)} in quarantine, the rest busy elsewhere"
         )
 
+    def purge(self, now: float) -> None:
+        """Forget the quarantines that have ended, and let the tables sized by the busiest
+        moment go (for an idle gateway: an ended quarantine otherwise stays until the cursor
+        comes round to its port, an int and a float made as a call ended, kept at the peak)."""
+        self._resting = {port: until for port, until in self._resting.items() if until > now}
+        if not self._in_use:
+            self._in_use = set()
+
     def release(self, ports: AllocatedPorts, now: float, close_sockets: bool = True) -> None:
         """Quarantine the ports until now + quarantine and close the sockets (idempotent;
         `close_sockets=False` when asyncio transports own them and close them themselves)."""

@@ -113,6 +113,25 @@ def test_quarantine_and_exhaustion() -> None:
     alloc.release(again, 16.0)
 
 
+def test_purge_forgets_ended_quarantines_only() -> None:
+    """An idle gateway purges what it no longer needs: ended quarantines go, running ones stay
+    (a port still in quarantine is not handed out again)."""
+    low, high = free_range(4)
+    alloc = PortAllocator((low, high), host=HOST, quarantine=10.0)
+    first, second = alloc.allocate(0.0), alloc.allocate(0.0)
+    alloc.release(first, now=1.0)
+    alloc.release(second, now=8.0)
+    alloc.purge(12.0)  # the first pair's quarantine ended at 11, the second's ends at 18
+    assert alloc.quarantined(12.0) == 2 and len(alloc._resting) == 2
+    again = alloc.allocate(12.0)  # only the first pair is free
+    assert again.rtp_port == first.rtp_port
+    with pytest.raises(PortsExhaustedError):
+        alloc.allocate(12.0)
+    alloc.purge(20.0)
+    assert alloc._resting == {} and alloc.in_use == 2
+    alloc.release(again, 21.0)
+
+
 def test_exhaustion_when_all_ports_busy_elsewhere(allocated: list[socket.socket]) -> None:
     low, high = free_range(2)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
