@@ -263,7 +263,8 @@ class LoadHub:
         self.talkers: dict[str, list[WebTalker]] = {}
         self._task: asyncio.Task[None] | None = None
         self.late_ticks = 0
-        self.tick_lateness = Lateness()
+        # How late each tick ran (s): the generator's own send jitter (bench/load.py).
+        self.tick_lateness: list[float] = []
 
     async def allocate(self, nick: str) -> LoadEndpoint:
         room, display = self.leg_of(nick) or ("?", None)
@@ -288,7 +289,7 @@ class LoadHub:
             now = loop.time()
             if now - deadline > TICK:
                 self.late_ticks += 1
-            self.tick_lateness.add(max(0.0, now - deadline))
+            self.tick_lateness.append(max(0.0, now - deadline))
             for room, talkers in self.talkers.items():
                 endpoints = self.rooms.get(room, ())
                 for talker in talkers:
@@ -302,29 +303,6 @@ class LoadHub:
 
 
 # -- the probe phone --------------------------------------------------------------------------
-
-
-class Lateness:
-    """How late a 20 ms sender of the generator runs (its loop shares a core with SIPp, Prosody
-    and the bridge): the generator's own send jitter, which pygasi's adaptive jitter buffers
-    absorb and which the delay figures therefore include."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-
-    def add(self, seconds: float) -> None:
-        self.samples.append(seconds)
-
-    def summary(self, since: int = 0) -> dict[str, float | None]:
-        """p50, p99 and max in ms of the samples from index ``since`` on."""
-        ms = sorted(s * 1000.0 for s in self.samples[since:])
-        if not ms:
-            return {"p50": None, "p99": None, "max": None}
-        return {
-            "p50": round(ms[len(ms) // 2], 2),
-            "p99": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2),
-            "max": round(ms[-1], 2),
-        }
 
 
 # Linux SO_TIMESTAMPNS (not exported by Python's socket module; as in media/pipeline.py): a
@@ -347,7 +325,7 @@ class ProbePhone:
         self.sent = 0
         self._sock: socket.socket | None = None
         self._remote: tuple[str, int] | None = None
-        self.send_lateness = Lateness()
+        self.send_lateness: list[float] = []  # seconds, per send (see LoadHub)
         self._task: asyncio.Task[None] | None = None
         self._encoder = create_encoder("opus" if codec == "opus" else "pcmu")
         self._decoder = create_decoder("opus" if codec == "opus" else "pcmu")
@@ -403,7 +381,7 @@ class ProbePhone:
         frame = 0
         while True:
             if self._remote is not None and self._sock is not None:
-                self.send_lateness.add(max(0.0, loop.time() - deadline))
+                self.send_lateness.append(max(0.0, loop.time() - deadline))
                 pos = frame % BURST_PERIOD
                 payload = self._burst[pos] if pos < BURST_FRAMES else self._silence
                 header = struct.pack(
@@ -437,7 +415,6 @@ class ProbePhone:
 
 __all__ = [
     "PROBE_NAME",
-    "Lateness",
     "LoadEndpoint",
     "LoadHub",
     "ProbePhone",

@@ -45,6 +45,7 @@ pipeline either through its room's mixer (`attach`) or directly (`tick`, a call 
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import struct
@@ -92,7 +93,7 @@ MAX_READ_ROUNDS = 32  # a room's sockets are read at most this many times per ti
 
 
 _Deliver = Callable[[int, bytes, Address, float], None]
-_ReadOne = Callable[[_Deliver, float, float], bool]
+_Read = Callable[[_Deliver, float, float], object]  # read_one or drain
 
 
 class PolledUdp:
@@ -165,6 +166,62 @@ class PolledUdp:
         self.received += 1
         deliver(self.channel, data, address, arrival)
         return True
+
+
+class PolledSet:
+    """Polled sockets read together: one `epoll_wait(0)` finds the readable ones, each is read
+    (one datagram with `one_each`, else up to its `max_batch`), and again while any is readable, at
+    most `max_rounds` times whatever a peer floods us with. A socket read until it fails costs
+    a failed read and its exception per socket (~2 µs); here a quiet tick costs one
+    `epoll_wait` that finds nothing. Used by a room's SIP legs and by the conference legs' ICE
+    sockets (xmpp.datagram_poller). `available` is False without epoll (not Linux)."""
+
+    def __init__(self, max_rounds: int = MAX_READ_ROUNDS, one_each: bool = True) -> None:
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self.available = self._epoll is not None
+        self.max_rounds = max_rounds
+        self._one = one_each
+        # fd -> the socket and the bound methods a read needs (looked up once, not per packet).
+        self._entries: dict[int, tuple[PolledUdp, _Read, _Deliver]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, polled: PolledUdp, deliver: _Deliver) -> None:
+        assert self._epoll is not None, "no epoll here: check `available`"
+        fd = polled.sock.fileno()
+        self._epoll.register(fd, select.EPOLLIN)
+        read: _Read = polled.read_one if self._one else polled.drain
+        self._entries[fd] = (polled, read, deliver)
+
+    def remove(self, sock: socket.socket) -> bool:
+        """Forget `sock` (before it is closed: a new socket may get its descriptor); False if
+        it was not in the set."""
+        fd = sock.fileno()
+        if fd < 0:  # already closed: find it by object
+            fd = next((f for f, (p, _, _) in self._entries.items() if p.sock is sock), -1)
+        if self._entries.pop(fd, None) is None:
+            return False
+        if self._epoll is not None:
+            with contextlib.suppress(OSError, ValueError):  # closed: the kernel dropped it
+                self._epoll.unregister(fd)
+        return True
+
+    def read(self, now: float, offset: float) -> None:
+        """Read what is waiting; `offset` converts kernel stamps to `now`'s clock."""
+        epoll = self._epoll
+        if epoll is None or not self._entries:
+            return
+        entries = self._entries
+        for _ in range(self.max_rounds):
+            ready = epoll.poll(0)
+            if not ready:
+                return
+            for fd, _events in ready:
+                entry = entries.get(fd)
+                if entry is not None:
+                    _, read, deliver = entry
+                    read(deliver, now, offset)
 
 
 class LegSockets:
@@ -319,52 +376,21 @@ class _Room:
         self.pull_tick = -1
         # Batches for FIR resampling only (a 48 kHz codec has nothing to resample).
         self.batched = self.resampler.engine == "fir"
-        # Which members' sockets have something to read, asked for all of them at once (Linux).
-        self._poll = select.epoll() if self.batched and hasattr(select, "epoll") else None
-        # fd -> the bound methods a read needs (looked up once, not per packet).
-        self._by_fd: dict[int, tuple[_ReadOne, _Deliver, Callable[[], float]]] = {}
-
-    def _read_ready(self, now: float) -> None:
-        """Read the members' waiting datagrams: one from each readable socket, and again while
-        any is readable. A socket read until it is empty costs a failed read per socket per
-        tick, with its exception (~2 µs); here the room's sockets share one `epoll_wait` that
-        finds nothing. At most MAX_READ_ROUNDS rounds, whatever a peer floods us with."""
-        poll = self._poll
-        assert poll is not None
-        by_fd = self._by_fd
-        last_clock: Callable[[], float] | None = None
-        offset = 0.0
-        for _ in range(MAX_READ_ROUNDS):
-            ready = poll.poll(0)
-            if not ready:
-                return
-            for fd, _events in ready:
-                entry = by_fd.get(fd)
-                if entry is not None:
-                    read_one, deliver, clock = entry
-                    if clock is not last_clock:  # the members share one clock: once per read
-                        last_clock = clock
-                        offset = clock() - time.time()
-                    read_one(deliver, now, offset)
+        # The members' sockets, read together (Linux: epoll).
+        polled = PolledSet() if self.batched else None
+        self._sockets = polled if polled is not None and polled.available else None
 
     def add(self, pipeline: CallPipeline) -> None:
         self.members.append(pipeline)
-        if self._poll is not None:
+        if self._sockets is not None:
             for polled in pipeline.sockets.polled:
-                fd = polled.sock.fileno()
-                self._poll.register(fd, select.EPOLLIN)
-                self._by_fd[fd] = (polled.read_one, pipeline._deliver, pipeline._clock)
+                self._sockets.add(polled, pipeline._deliver)
 
     def remove(self, pipeline: CallPipeline) -> None:
         self.members.remove(pipeline)
-        if self._poll is not None:
+        if self._sockets is not None:
             for polled in pipeline.sockets.polled:
-                fd = polled.sock.fileno()
-                if self._by_fd.pop(fd, None) is not None:
-                    try:
-                        self._poll.unregister(fd)
-                    except (OSError, ValueError):  # already closed: the kernel dropped it
-                        pass
+                self._sockets.remove(polled.sock)
 
     def pull_all(self, mixer: RoomMixer, now: float) -> None:
         """At the first pull of a tick: every member's frame of the tick. Every socket of the
@@ -375,8 +401,10 @@ class _Room:
             return
         self.pull_tick = tick
         members = [p for p in self.members if not p.closed and p.mixer is mixer]
-        if self._poll is not None:
-            self._read_ready(now)
+        if self._sockets is not None:
+            # One clock offset for the read: the members' clocks are the media clock's.
+            offset = members[0]._clock() - time.time() if members else 0.0
+            self._sockets.read(now, offset)
             for pipeline in members:
                 pipeline.stats.drains += 1
                 pipeline.sockets.drains += 1

@@ -16,13 +16,11 @@ Only on asyncio's selector loop: uvloop reads its sockets in C, where a wake-up 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import select
 import socket
 import time
 from collections.abc import Callable
 
-from media.pipeline import PolledUdp
+from media.pipeline import PolledSet, PolledUdp
 from media.rtp_session import Address
 
 MAX_ROUNDS = 8  # epoll rounds per tick: what a flood of datagrams may cost a tick
@@ -35,16 +33,13 @@ class DatagramPoller:
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock
-        self._epoll = select.epoll() if hasattr(select, "epoll") else None
-        # By descriptor: the socket read with kernel timestamps (media.pipeline.PolledUdp,
-        # as the SIP leg's are) and what takes its datagrams.
-        self._entries: dict[int, tuple[PolledUdp, Callable[[int, bytes, Address, float], None]]]
-        self._entries = {}
+        # Read with kernel timestamps and in epoll rounds, as the SIP legs' sockets are.
+        self._sockets = PolledSet(MAX_ROUNDS, one_each=False)
         self.arrival: float | None = None
         self.datagrams = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._sockets)
 
     def adopt(
         self,
@@ -54,7 +49,7 @@ class DatagramPoller:
     ) -> bool:
         """Take `sock` out of the event loop (its transport stops reading) and read it every
         tick; False, and nothing changed, where that is not possible."""
-        if self._epoll is None or not isinstance(
+        if not self._sockets.available or not isinstance(
             asyncio.get_running_loop(), asyncio.SelectorEventLoop
         ):
             return False
@@ -72,35 +67,18 @@ class DatagramPoller:
                 self.arrival = None
 
         pause()
-        fd = sock.fileno()
-        self._epoll.register(fd, select.EPOLLIN)
-        self._entries[fd] = (PolledUdp(sock, 0, max_batch=MAX_BATCH), deliver)
+        self._sockets.add(PolledUdp(sock, 0, max_batch=MAX_BATCH), deliver)
         return True
 
     def release(self, sock: socket.socket) -> None:
         """Forget `sock` (before it is closed: a new socket may get its descriptor)."""
-        fd = sock.fileno()
-        if fd < 0:  # already closed: find it by object
-            fd = next((f for f, (p, _) in self._entries.items() if p.sock is sock), -1)
-        if self._entries.pop(fd, None) is not None and self._epoll is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self._epoll.unregister(fd)
+        self._sockets.remove(sock)
 
     def tick(self, now: float, frames: int = 1) -> None:
-        epoll = self._epoll
-        if epoll is None or not self._entries:
+        if not len(self._sockets):
             return
         offset = (self._clock() if self._clock is not None else now) - time.time()
-        entries = self._entries
-        for _ in range(MAX_ROUNDS):
-            ready = epoll.poll(0)
-            if not ready:
-                return
-            for fd, _events in ready:
-                entry = entries.get(fd)
-                if entry is not None:
-                    polled, deliver = entry
-                    polled.drain(deliver, now, offset)
+        self._sockets.read(now, offset)
 
 
 __all__ = ["DatagramPoller"]
