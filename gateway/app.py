@@ -38,6 +38,7 @@ from gateway.config_loader import parse_host_port
 from gateway.dialout import OutboundCall, dial_target, extra_headers
 from gateway.logs import call_logger
 from gateway.media_report import media_report
+from gateway.media_settings import MediaSettings
 from gateway.memory import IDLE_DELAY, LATE_DELAY, release_memory
 from gateway.metrics import Metrics
 from gateway.rooms import RoomNotFound, RoomResolver, RoomTarget, names_of
@@ -138,7 +139,8 @@ class Gateway:
         # First on the clock: the conference legs' datagrams are in before the rooms mix.
         self.datagram_poller = DatagramPoller()
         self.clock.add(self.datagram_poller)
-        self.conferences = Conferences(self.clock)
+        self.media_settings = MediaSettings.from_config(config.media)
+        self.conferences = Conferences(self.clock, self.media_settings.mixer)
         self.ua: UserAgent | None = None
         self.registration: Registration | None = None
         self.calls: dict[str, CallSession] = {}  # by log id (the inbound Call-ID)
@@ -197,6 +199,7 @@ class Gateway:
             metrics=self.metrics,
             translator=config.sip.translator,
             room_header=names_of(config.inbound.room_header),
+            media=self.media_settings,
         )
         log.info(
             "SIP on %s (%s), RTP ports %s, SDP address %s",

@@ -24,6 +24,8 @@ from gateway import info
 from gateway.call_media import CallMedia
 from gateway.conference import Conferences
 from gateway.logs import CallLogger, call_logger
+from gateway.media_settings import DEFAULT as DEFAULT_MEDIA
+from gateway.media_settings import MediaSettings
 from gateway.rooms import RoomTarget
 from gateway.session import (
     Action,
@@ -46,7 +48,6 @@ from gateway.session import (
     StopMedia,
     UnbindConference,
 )
-from media.pipeline import PipelineConfig
 from media.ports import PortAllocator, PortsExhaustedError
 from sip.errors import SipParseError
 from sip.offer_answer import NegotiatedStream, NegotiationError, OfferAnswerConfig
@@ -99,7 +100,7 @@ class CallServices:
     participant_config: Callable[[RoomTarget], ParticipantConfig]
     media_factory: MediaFactory
     metrics: CallMetrics | None = None
-    pipeline_config: PipelineConfig | None = None
+    media: MediaSettings = DEFAULT_MEDIA  # [media]: jitter buffers, mixers, Opus
     focus_nick: str = "focus"
     translator: bool = False  # [sip] translator: forward Opus without mixing when negotiated
     room_header: tuple[
@@ -191,8 +192,9 @@ class CallSession(AsyncIOEventEmitter):
             sdp_address=services.sdp_address,
             offer_config=services.offer_config,
             now=now,
-            pipeline_config=services.pipeline_config,
+            pipeline_config=services.media.pipeline,
             translator=services.translator,
+            uplink_opus=services.media.uplink_opus,
         )
         media.on_dtmf = lambda digit: self._digit(digit, "rfc4733")
         self.media = media

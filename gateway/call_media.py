@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from media.codecs import codec_info
+from media.codecs.opus import OpusConfig
 from media.frame import FRAME_SAMPLES
 from media.jitterbuffer import FrameStatus, JitterFrame
 from media.pipeline import ConferenceUplink, PipelineConfig
@@ -96,6 +98,7 @@ class CallMedia:
         now: float,
         pipeline_config: PipelineConfig | None = None,
         translator: bool = False,
+        uplink_opus: Callable[[int], OpusConfig] | None = None,
     ) -> None:
         self.allocator = allocator
         # Translator mode (design.md): Opus forwarded both ways without decoding for the mix;
@@ -108,6 +111,9 @@ class CallMedia:
             sdp_address, self.ports.rtp_port, offer_config, local_rtcp_port=self.ports.rtcp_port
         )
         self.pipeline_config = pipeline_config or PipelineConfig()
+        # The Opus settings for the phone's voice, by the phone codec's sample rate
+        # (gateway.media_settings); None: the encoder's defaults.
+        self.uplink_opus = uplink_opus
         self.stream: NegotiatedStream | None = None
         self.pipeline: CallPipeline | None = None
         self.gate: PhoneGate | None = None
@@ -194,8 +200,15 @@ class CallMedia:
 
         codec = stream.codec
         session = self._session_config(stream)
+        opus = None
+        if self.uplink_opus is not None:
+            opus = self.uplink_opus(codec_info(codec.name).sample_rate)
         self.uplink = ConferenceUplink(
-            self.local_ssrc, self._send_up, payload_type=OPUS_PT, audio_level_id=_LEVEL_ID
+            self.local_ssrc,
+            self._send_up,
+            payload_type=OPUS_PT,
+            audio_level_id=_LEVEL_ID,
+            opus=opus,
         )
         self.uplink.muted = self.gated
         pipeline = CallPipeline(

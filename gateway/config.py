@@ -144,6 +144,19 @@ class RuntimeConfig:
 
 
 @dataclass
+class MediaConfig:
+    """``[media]``: the audio engine (media/; gateway.media_settings turns it into its settings)."""
+
+    jitter_initial_ms: float = 40.0  # the adaptive jitter buffers' starting delay
+    jitter_max_ms: float = 200.0  # and their cap (phone side and conference side)
+    opus_bitrate: int = 32000  # bit/s of each phone's voice towards the conference
+    opus_complexity: int = 5  # 0-10: 5 costs half of 10 (reference/anchors.md §6.1)
+    opus_fec: bool = True  # in-band FEC: each packet carries a copy of the previous one
+    opus_bandwidth: str = "full"  # full | phone: encode only the phone codec's audio band
+    loudest: int = 0  # decode at most this many conference participants per room (0: all)
+
+
+@dataclass
 class GatewayConfig:
     sip: SipConfig = field(default_factory=SipConfig)
     inbound: InboundConfig = field(default_factory=InboundConfig)
@@ -153,3 +166,4 @@ class GatewayConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     drain: DrainConfig = field(default_factory=DrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)

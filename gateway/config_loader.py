@@ -670,7 +670,25 @@ def validate(config: GatewayConfig) -> GatewayConfig:
             importlib.util.find_spec("uvloop") is not None,
             "uvloop is not installed (pip install 'pygasi[fast]')",
         )
+    _validate_media(config)
     return config
+
+
+def _validate_media(config: GatewayConfig) -> None:
+    media = config.media
+    _check("media.jitter_max_ms", 40.0 <= media.jitter_max_ms <= 2000.0, "must be 40 to 2000")
+    _check(
+        "media.jitter_initial_ms",
+        20.0 <= media.jitter_initial_ms <= media.jitter_max_ms,
+        f"must be from 20 to media.jitter_max_ms ({media.jitter_max_ms:g})",
+    )
+    # libopus accepts 500-512000 bit/s; below 6000 even narrowband speech breaks up.
+    _check("media.opus_bitrate", 6000 <= media.opus_bitrate <= 510000, "must be 6000 to 510000")
+    _check("media.opus_complexity", 0 <= media.opus_complexity <= 10, "must be 0 to 10")
+    _check(
+        "media.opus_bandwidth", media.opus_bandwidth in ("full", "phone"), "must be full or phone"
+    )
+    _check("media.loudest", media.loudest >= 0, "must not be negative (0: decode every source)")
 
 
 # -- entry points ---------------------------------------------------------------------------------

@@ -167,6 +167,14 @@ level = "DEBUG"
         ("[logging]\nformat = 'xml'", "logging.format", "text or json"),
         ("[drain]\ntimeout = -1", "drain.timeout", "negative"),
         ("[runtime]\nevent_loop = 'trio'", "runtime.event_loop", "asyncio, uvloop or auto"),
+        ("[media]\njitter_max_ms = 30", "media.jitter_max_ms", "40 to 2000"),
+        ("[media]\njitter_initial_ms = 300", "media.jitter_initial_ms", "jitter_max_ms (200)"),
+        ("[media]\njitter_initial_ms = 10", "media.jitter_initial_ms", "from 20"),
+        ("[media]\nopus_bitrate = 1000", "media.opus_bitrate", "6000 to 510000"),
+        ("[media]\nopus_complexity = 11", "media.opus_complexity", "0 to 10"),
+        ("[media]\nopus_bandwidth = 'wide'", "media.opus_bandwidth", "full or phone"),
+        ("[media]\nloudest = -1", "media.loudest", "negative"),
+        ("[media]\nopus_fec = 'maybe'", "media.opus_fec", ""),
     ],
 )
 def test_problems_name_the_key(tmp_path: Path, text: str, key: str, words: str) -> None:
@@ -211,6 +219,8 @@ def test_environment_overrides_are_typed(tmp_path: Path) -> None:
         PYGASI_INBOUND__INVITE_TIMEOUT="2.5",
         PYGASI_INBOUND__ROOMS__1000="lobbyless",
         PYGASI_API__SHUTDOWN_ENABLED="off",
+        PYGASI_MEDIA__OPUS_BANDWIDTH="phone",
+        PYGASI_MEDIA__JITTER_MAX_MS="300",
         PYGASI_LIBOPUS="/not/an/override.so",  # another PYGASI_ variable, left alone
     )
     assert config.sip.listen == "127.0.0.1:5080"
@@ -223,6 +233,8 @@ def test_environment_overrides_are_typed(tmp_path: Path) -> None:
     assert config.inbound.invite_timeout == 2.5
     assert config.inbound.rooms == {"1000": "lobbyless"}
     assert config.api.shutdown_enabled is False
+    assert config.media.opus_bandwidth == "phone"
+    assert config.media.jitter_max_ms == 300.0
 
 
 def test_environment_inline_table(tmp_path: Path) -> None:

@@ -1,0 +1,55 @@
+"""The ``[media]`` section as the media engine's own settings: the jitter buffers of both sides,
+the room mixers, and the Opus encoder of each phone's voice towards the conference."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from gateway.config import MediaConfig
+from media.codecs.opus import Bandwidth, OpusConfig
+from media.jitterbuffer import JitterConfig
+from media.mixer import MixerConfig
+from media.pipeline import PipelineConfig
+
+# The Opus audio band that holds everything a phone codec carries (RFC 6716 §2: narrowband is
+# 4 kHz of audio, wideband 8 kHz): G.711 at 8 kHz sampling, G.722 at 16 kHz. Encoding the
+# empty bands above costs libopus twice the work (bench/README.md: 105 µs against 47 µs a
+# frame for a G.711 voice) for nothing a listener can hear.
+PHONE_BANDWIDTH = {8000: Bandwidth.NARROWBAND, 16000: Bandwidth.WIDEBAND}
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    jitter: JitterConfig
+    mixer: MixerConfig
+    pipeline: PipelineConfig
+    opus: OpusConfig
+    opus_follows_phone: bool = False  # opus_bandwidth = "phone"
+
+    @classmethod
+    def from_config(cls, config: MediaConfig) -> MediaSettings:
+        jitter = JitterConfig(
+            initial_delay_ms=config.jitter_initial_ms, max_delay_ms=config.jitter_max_ms
+        )
+        return cls(
+            jitter=jitter,
+            mixer=MixerConfig(jitter=jitter, max_decoded=config.loudest or None),
+            pipeline=PipelineConfig(jitter=jitter),
+            opus=OpusConfig(
+                bitrate=config.opus_bitrate,
+                complexity=config.opus_complexity,
+                inband_fec=config.opus_fec,
+            ),
+            opus_follows_phone=config.opus_bandwidth == "phone",
+        )
+
+    def uplink_opus(self, phone_rate: int) -> OpusConfig:
+        """The encoder settings for the voice of a phone whose codec samples at `phone_rate`."""
+        band = PHONE_BANDWIDTH.get(phone_rate) if self.opus_follows_phone else None
+        return self.opus if band is None else dataclasses.replace(self.opus, max_bandwidth=band)
+
+
+DEFAULT = MediaSettings.from_config(MediaConfig())
+
+__all__ = ["DEFAULT", "PHONE_BANDWIDTH", "MediaSettings"]
