@@ -53,7 +53,8 @@ import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import deque  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
+from dataclasses import asdict, dataclass, field, replace  # noqa: E402
+from enum import Enum  # noqa: E402
 from itertools import repeat  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Protocol  # noqa: E402
@@ -62,6 +63,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway.media_settings import PHONE_BANDWIDTH  # noqa: E402
 from media.clock import MediaClock  # noqa: E402
 from media.codecs import create_decoder, create_encoder  # noqa: E402
 from media.codecs.opus import OpusConfig, OpusDecoder, OpusEncoder, libopus_version  # noqa: E402
@@ -82,7 +84,10 @@ CYCLE = 50  # frames in one second: integer-Hz signals repeat exactly
 OPUS_PT = 111
 LEVEL_ID = 1
 HARMONIC_LEVELS = [-26.0, -29.0, -32.0, -35.0]  # about -28 dBFS RMS: telephone speech level
-OPUS_CONFIG = OpusConfig()  # what ConferenceUplink uses by default
+OPUS_CONFIG = OpusConfig()  # what ConferenceUplink uses by default; the web talkers' encoder
+# The phones' uplink encoder (and the floor's): OPUS_CONFIG, or with --opus-bandwidth phone the
+# band of the phones' G.711 only, as [media] opus_bandwidth = "phone" makes the gateway do.
+UPLINK_OPUS = OPUS_CONFIG
 
 
 def phone_f0(index: int) -> float:
@@ -339,7 +344,9 @@ async def run_load(
         legs = []
         for p in range(calls):
             i = r * calls + p
-            uplink = ConferenceUplink(0x5000_0000 + i, uplinks.sink(i), OPUS_PT, LEVEL_ID)
+            uplink = ConferenceUplink(
+                0x5000_0000 + i, uplinks.sink(i), OPUS_PT, LEVEL_ID, opus=UPLINK_OPUS
+            )
             pipeline = CallPipeline(
                 RtpSessionConfig(payload_type=0, clock_rate=8000),
                 allocator,
@@ -441,7 +448,7 @@ class CodecWork:
                     narrow = g711_decoder.decode(g711.encode(gen.next(160)))
                     frames.append(up.process(narrow).copy())
                 self.frames.append(frames)
-                self.encoders.append(OpusEncoder(OPUS_CONFIG))
+                self.encoders.append(OpusEncoder(UPLINK_OPUS))
         self.talkers = [
             WebTalker(1 + 100 * r + s, web_f0(s)) for r in range(rooms) for s in range(talking_web)
         ]
@@ -572,7 +579,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "crowded_room_ratio": crowded_fraction / crowded_floor,
         "crowded_room_codec_floor_hot_loop_core_fraction": crowded_hot,
         "crowded_room": _summary(crowded),
-        "opus_encoder": {k: str(v) for k, v in asdict(OPUS_CONFIG).items()},
+        "opus_encoder": {
+            k: v.name if isinstance(v, Enum) else str(v) for k, v in asdict(UPLINK_OPUS).items()
+        },
         "libopus": libopus_version(),
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -634,7 +643,7 @@ def print_table(r: dict[str, Any]) -> None:
     print(
         f"Opus encoder (uplink and floor): {int(enc['bitrate']) // 1000} kbit/s, complexity "
         f"{enc['complexity']}, {enc['application']}, in-band FEC {enc['inband_fec']}, "
-        f"loss {enc['packet_loss_perc']} %, DTX {enc['dtx']}"
+        f"loss {enc['packet_loss_perc']} %, DTX {enc['dtx']}, max bandwidth {enc['max_bandwidth']}"
     )
     print()
     print_load("Load", r)
@@ -679,6 +688,12 @@ def main() -> None:
     parser.add_argument(
         "--floor-seconds", type=float, default=6.0, help="paced floor: half before, half after"
     )
+    parser.add_argument(
+        "--opus-bandwidth",
+        choices=["full", "phone"],
+        default="full",
+        help="the phones' uplink encoder: fullband, or the G.711 band ([media] opus_bandwidth)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--profile", action="store_true", help="cProfile the main load")
     parser.add_argument("--phones", action="store_true", help=argparse.SUPPRESS)
@@ -687,6 +702,9 @@ def main() -> None:
         run_phones()
         return
     _pin(PYGASI_CORE)
+    global UPLINK_OPUS
+    if args.opus_bandwidth == "phone":
+        UPLINK_OPUS = replace(OPUS_CONFIG, max_bandwidth=PHONE_BANDWIDTH[8000])
     result = asyncio.run(main_async(args))
     if args.json:
         result.pop("profile", None)
