@@ -676,7 +676,7 @@ def validate(config: GatewayConfig) -> GatewayConfig:
 
 def _validate_media(config: GatewayConfig) -> None:
     media = config.media
-    _check("media.jitter_max_ms", 40.0 <= media.jitter_max_ms <= 2000.0, "must be 40 to 2000")
+    _check("media.jitter_max_ms", 40.0 <= media.jitter_max_ms <= 1000.0, "must be 40 to 1000")
     _check(
         "media.jitter_initial_ms",
         20.0 <= media.jitter_initial_ms <= media.jitter_max_ms,

@@ -4,6 +4,7 @@ the room mixers, and the Opus encoder of each phone's voice towards the conferen
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from gateway.config import MediaConfig
@@ -17,6 +18,7 @@ from media.pipeline import PipelineConfig
 # empty bands above costs libopus twice the work (bench/README.md: 105 µs against 47 µs a
 # frame for a G.711 voice) for nothing a listener can hear.
 PHONE_BANDWIDTH = {8000: Bandwidth.NARROWBAND, 16000: Bandwidth.WIDEBAND}
+_DEFAULT_CAPACITY = JitterConfig().capacity
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,11 @@ class MediaSettings:
     @classmethod
     def from_config(cls, config: MediaConfig) -> MediaSettings:
         jitter = JitterConfig(
-            initial_delay_ms=config.jitter_initial_ms, max_delay_ms=config.jitter_max_ms
+            initial_delay_ms=config.jitter_initial_ms,
+            max_delay_ms=config.jitter_max_ms,
+            # Room for the cap's worth of 10 ms packets (the shortest ptime we accept), with
+            # some reordering on top: a buffer that may wait 1 s must be able to hold 1 s.
+            capacity=max(_DEFAULT_CAPACITY, math.ceil(config.jitter_max_ms / 10.0) + 8),
         )
         return cls(
             jitter=jitter,

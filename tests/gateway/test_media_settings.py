@@ -48,6 +48,8 @@ def test_every_key_reaches_the_engine() -> None:
         )
     )
     assert (settings.jitter.initial_delay_ms, settings.jitter.max_delay_ms) == (60, 400)
+    assert settings.jitter.capacity * 10 >= 400  # holds the cap's worth of 10 ms packets
+    assert MediaSettings.from_config(MediaConfig(jitter_max_ms=1000)).jitter.capacity >= 100
     assert settings.mixer.jitter == settings.jitter == settings.pipeline.jitter
     assert settings.mixer.max_decoded == 4
     opus = settings.uplink_opus(8000)
