@@ -146,6 +146,32 @@ def final_status(result: SippResult) -> str:
     raise AssertionError("no final response:\n" + result.messages)
 
 
+async def test_phone_band_uplink_reaches_the_meeting(
+    prosody_server: Prosody, sandbox: Sandbox
+) -> None:
+    """[media] opus_bandwidth = "phone": a G.711 phone's voice goes to the bridge as narrowband
+    Opus (the TOC byte, RFC 6716 §3.1) and the meeting still hears its tone."""
+    config = gateway_config(prosody_server, media={"opus_bandwidth": "phone"})
+    await two_web(sandbox)
+    phone = RtpPhone("PCMU", PHONE)
+    await phone.open()
+    async with running_gateway(config) as gateway:
+        sipp = sipp_call(gateway, "dialin.xml", phone=phone, duration_ms=5000)
+        call, nick = await connected_call(prosody_server, sandbox, gateway, phone)
+        mark = phone.mark()
+        await asyncio.sleep(3.0)
+        participant = call.participant
+        assert participant is not None
+        bridge = sandbox.bridges[nick]
+        assert bridge.heard(participant.local_ssrc, TONES, skip_frames=50).present == {PHONE}
+        tocs = bridge.received[participant.local_ssrc].tocs[50:]
+        # Configs 0-3 are SILK narrowband, 16-19 CELT narrowband.
+        assert tocs and {toc >> 3 for toc in tocs} <= {0, 1, 2, 3, 16, 17, 18, 19}, tocs[:10]
+        assert phone.heard(TONES, since=mark + 25).present == {ALICE, BOB}
+        await sipp
+    await phone.close()
+
+
 # -- rooms -------------------------------------------------------------------------------------
 
 

@@ -211,6 +211,7 @@ class ReceivedStream:
     markers: list[bool] = field(default_factory=list)
     levels: list[AudioLevel | None] = field(default_factory=list)
     pcm: list[PCM] = field(default_factory=list)
+    tocs: list[int] = field(default_factory=list)  # each Opus packet's TOC byte (RFC 6716 §3.1)
     decode_errors: int = 0
     decoder: OpusDecoder = field(default_factory=OpusDecoder, repr=False)
     stats: ReceiverStats | None = field(default=None, repr=False)
@@ -443,6 +444,8 @@ class BridgeEndpoint:
         stream.markers.append(packet.marker)
         stream.levels.append(packet.get_audio_level(AUDIO_LEVEL_ID))
         if packet.payload_type == OPUS_PT:
+            if packet.payload:
+                stream.tocs.append(packet.payload[0])
             try:
                 stream.pcm.append(stream.decoder.decode(packet.payload).copy())
             except MediaParseError:
