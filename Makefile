@@ -40,7 +40,7 @@ demo: deps
 bench: deps
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[fast]'
 	$(PY) bench/sip_parse.py
-	$(PY) bench/media.py
+	PYTHONMALLOC=malloc $(PY) bench/media.py  # the allocator pygasi run uses ([runtime])
 	$(PY) bench/load.py
 
 clean:

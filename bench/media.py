@@ -584,6 +584,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         },
         "libopus": libopus_version(),
         "python": platform.python_version(),
+        # pygasi run uses glibc's malloc ([runtime] allocator); `make bench` sets it here too.
+        "allocator": os.environ.get("PYTHONMALLOC", "pymalloc"),
         "machine": platform.machine(),
     }
 
@@ -638,7 +640,10 @@ def print_load(title: str, r: dict[str, Any]) -> None:
 
 def print_table(r: dict[str, Any]) -> None:
     crowded = r["crowded_room"]
-    print(f"pygasi media engine (Python {r['python']}, {r['machine']}, {r['libopus']})")
+    print(
+        f"pygasi media engine (Python {r['python']}, {r['machine']}, {r['libopus']}, "
+        f"{r['allocator']} allocator)"
+    )
     enc = r["opus_encoder"]
     print(
         f"Opus encoder (uplink and floor): {int(enc['bitrate']) // 1000} kbit/s, complexity "

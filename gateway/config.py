@@ -141,6 +141,8 @@ class RuntimeConfig:
 
     # asyncio | uvloop | auto (uvloop when installed: pip install 'pygasi[fast]')
     event_loop: str = "asyncio"
+    # malloc | pymalloc: CPython's allocator for small objects (gateway.cli: PYTHONMALLOC)
+    allocator: str = "malloc"
 
 
 @dataclass

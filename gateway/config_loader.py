@@ -664,6 +664,11 @@ def validate(config: GatewayConfig) -> GatewayConfig:
         loop in ("asyncio", "uvloop", "auto"),
         "must be asyncio, uvloop or auto",
     )
+    _check(
+        "runtime.allocator",
+        config.runtime.allocator in ("malloc", "pymalloc"),
+        "must be malloc or pymalloc",
+    )
     if loop == "uvloop":
         _check(
             "runtime.event_loop",

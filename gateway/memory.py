@@ -18,10 +18,12 @@ allocations to trigger a full collection), so a second release, ``LATE_DELAY`` a
 call, collects it and trims the heap again.
 
 What stays above the pre-traffic level afterwards is allocator fragmentation, not live data:
-live bytes return to their starting figure, but CPython frees a 1 MiB arena only once all its
-objects are gone and glibc can trim only whole free pages, so the long-lived objects scattered
-through memory allocated at the peak keep ~15 MiB (after 50 concurrent calls) resident. It
-does not grow with more rounds of calls (bench/load.py --scenario leak).
+live bytes return to their starting figure, but a few objects made during the calls (counters,
+timer handles) stay where the peak put them. CPython's own allocator frees a 1 MiB arena only
+once all its objects are gone, so they kept ~11 MiB resident after 50 concurrent calls; glibc's
+malloc, which ``pygasi run`` uses by default (``[runtime] allocator``, gateway.cli), trims every
+free page around them: ~3 MiB. Neither grows with more rounds of calls (bench/load.py
+--scenario leak).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli import allocator_restart, main
+from gateway.config import GatewayConfig
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,3 +31,15 @@ def test_unknown_command_exits_2() -> None:
     )
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_run_restarts_once_with_the_configured_allocator() -> None:
+    config = GatewayConfig()
+    assert config.runtime.allocator == "malloc"
+    env = allocator_restart(config, {"PATH": "/usr/bin"})
+    assert env == {"PATH": "/usr/bin", "PYTHONMALLOC": "malloc"}
+    # Restarted (or an allocator chosen outside): go on, whatever it is.
+    assert allocator_restart(config, env) is None
+    assert allocator_restart(config, {"PYTHONMALLOC": "pymalloc_debug"}) is None
+    config.runtime.allocator = "pymalloc"
+    assert allocator_restart(config, {"PATH": "/usr/bin"}) is None

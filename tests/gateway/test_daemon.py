@@ -84,14 +84,15 @@ def _toml(value: Any) -> str:
 
 
 def child_environment() -> dict[str, str]:
-    """Our environment without configuration overrides (PYGASI_SECTION__KEY) or a systemd
-    notify socket, and with unbuffered output."""
+    """Our environment without configuration overrides (PYGASI_SECTION__KEY), a systemd
+    notify socket or an allocator choice, and with unbuffered output."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.upper().startswith("PYGASI_") or k.upper() == "PYGASI_LIBOPUS"
     }
     env.pop("NOTIFY_SOCKET", None)
+    env.pop("PYTHONMALLOC", None)  # pygasi run chooses ([runtime] allocator)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -143,6 +144,10 @@ class PygasiProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def environment(self) -> list[str]:
+        """The process's environment as the kernel keeps it (what its last exec was given)."""
+        return Path(f"/proc/{self.pid}/environ").read_bytes().decode().split("\0")
 
     async def kill(self) -> None:
         """SIGKILL to the process group (if anything is left of it), then reap."""
@@ -352,6 +357,9 @@ async def test_health_stats_metrics_and_version_around_a_call(
             assert body["sip"] == "listening" and body["xmpp"] == "reachable", body
             assert "reason" not in body
             assert health.headers["Content-Type"].startswith("application/json")
+            # [runtime] allocator = "malloc" (the default): started again with it, same PID.
+            assert "PYTHONMALLOC=malloc" in daemon.environment()
+            assert "asyncio event loop, malloc allocator" in daemon.log
 
             version = await daemon.get("/about/version")
             assert version.status == 200

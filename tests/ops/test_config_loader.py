@@ -167,6 +167,7 @@ level = "DEBUG"
         ("[logging]\nformat = 'xml'", "logging.format", "text or json"),
         ("[drain]\ntimeout = -1", "drain.timeout", "negative"),
         ("[runtime]\nevent_loop = 'trio'", "runtime.event_loop", "asyncio, uvloop or auto"),
+        ("[runtime]\nallocator = 'jemalloc'", "runtime.allocator", "malloc or pymalloc"),
         ("[media]\njitter_max_ms = 30", "media.jitter_max_ms", "40 to 1000"),
         ("[media]\njitter_max_ms = 1500", "media.jitter_max_ms", "40 to 1000"),
         ("[media]\njitter_initial_ms = 300", "media.jitter_initial_ms", "jitter_max_ms (200)"),
