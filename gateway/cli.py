@@ -279,6 +279,8 @@ def run(config_path: str, may_restart: bool = True) -> int:
     if restart is not None:
         # The same command line (sys.orig_argv: the interpreter, the script, its arguments)
         # in this same process (systemd keeps its PID), now with the allocator set.
+        sys.stdout.flush()
+        sys.stderr.flush()
         try:
             os.execve(sys.executable, sys.orig_argv, restart)
         except OSError as exc:
