@@ -22,7 +22,7 @@ must absorb is 175 ms for 8 -> 48 kHz, 157 ms for 48 -> 8 kHz and 37 ms for 16 <
 none). That delay would come on top of the jitter buffer on every SIP call, against a budget of
 ~80 ms inside the gateway (reference/anchors.md §6.2). Cost per frame: soxr HQ 6-10 µs, this FIR
 6 µs one stream at a time in a loop, and a room's streams filtered together
-(`FrameResampler.process_many`) 2.3 µs per 8 -> 48 kHz stream and 2.4 µs per 48 -> 8 kHz
+(`FrameResampler.process_many`) 2.5 µs per 8 -> 48 kHz stream and 2.8 µs per 48 -> 8 kHz
 stream with cold caches (about 1 µs on silence, which skips the filter); PyAV's swresample
 19 µs (2 ms backlog, but an AudioFrame per call).
 """
@@ -83,8 +83,9 @@ def _block_taps(ratio: int, up: bool, block: int) -> _F32:
 
     Up by R (K taps per phase, window block + K - 1): y[(b*L + l)*R + p] =
     sum_i x[b*L + l + i] * R*h[p + (K - 1 - i)*R], so T[l + i, l*R + p] = R*h[p + (K-1-i)*R].
-    Down by R (N = K*R taps, window (L - 1)*R + N): y[b*L + l] = sum_j x[(b*L + l)*R + j] *
-    h[N - 1 - j], so T[l*R + j, l] = h[N - 1 - j]. One read-only copy shared by every stream."""
+    Down by R (N = K*R taps, window (L - 1)*R + N, x read from offset R - 1 of the work buffer):
+    y[b*L + l] = sum_j x[(b*L + l)*R + j] * h[N - 1 - j], so T[l*R + j, l] = h[N - 1 - j].
+    One read-only copy shared by every stream."""
     h = lowpass(ratio)
     k = TAPS_PER_PHASE
     if up:
@@ -111,10 +112,12 @@ def _block_size(samples: int, preferred: int) -> int:
 
 
 # Inputs per block going up, outputs per block going down. Measured for eight streams at
-# 8 <-> 48 kHz against one window per output: 32.8 -> 16.6 µs up, 25.3 -> 18.2 µs down. A
-# smaller block copies more overlapping window, a larger one multiplies more zeros.
+# 8 <-> 48 kHz, against the windows of every output (up) and a diagonal sum (down) before:
+# 31 -> 21 µs up, 23-25 -> 21 µs down in a loop; 3.9 -> 2.5 µs and 3.0 -> 2.8 µs per stream
+# with cold caches. A smaller block copies more overlapping window, a larger one multiplies
+# more zeros.
 UP_BLOCK = 8
-DOWN_BLOCK = 16
+DOWN_BLOCK = 8
 
 
 @functools.cache
@@ -131,8 +134,8 @@ class _PolyphaseFIR:
     The frame is cut into blocks (`_block_taps`): each block's input window is a row of a
     small matrix copied from the work buffer (history + frame), and one sgemm with the block
     tap matrix gives every output. At 8 <-> 48 kHz a frame is 20 windows of 43 samples going
-    up (3.4 KB copied, was one 36-sample window per input: 23 KB) and 10 windows of 306
-    samples going down, ~41-49 K multiply-adds either way.
+    up (3.4 KB copied, was one 36-sample window per input: 23 KB) and 20 windows of 258
+    samples going down, ~41 K multiply-adds either way.
     """
 
     def __init__(self, in_rate: int, out_rate: int, in_samples: int, out_samples: int) -> None:
@@ -163,7 +166,7 @@ class _PolyphaseFIR:
         self._history_from: _F32 = work.history_from[0]  # the history of the next frame
         self._windows: _F32 = work.windows[0]
         self._view: _F32 = work.view[0]
-        self._acc: _F32 = work.acc
+        self._acc: _F32 = work.acc[0]
         self._flat: _F32 = work.flat[0]
         self._out: PCM = np.zeros(out_samples, dtype=np.int16)
         self._lo, self._hi = _int16_limits(out_samples)
@@ -204,8 +207,9 @@ class _PolyphaseFIR:
     def process_many(engines: Sequence[_PolyphaseFIR], frames: Sequence[PCM]) -> PCM2D:
         """`process` for one frame of each of several streams of the same shape, with one
         numpy call per step for all of them (the streams' histories are copied in and out
-        of a shared block). The same sgemm over the stacked windows of all the streams: bit
-        for bit what each stream's own `process` returns. The rows are a reused buffer."""
+        of a shared block). One stacked matmul runs, for each stream, the sgemm of the shape
+        `process` runs: bit for bit what the stream's own `process` returns. The rows are a
+        reused buffer."""
         k = len(engines)
         batch = _batch(engines[0].shape, k)
         history_to = batch.history_to
@@ -235,10 +239,11 @@ class _PolyphaseFIR:
             first = engines[0]
             windows = batch.windows[:j]
             windows[...] = batch.view[:j]
-            # The blocks of all the streams as the rows of one matrix: one sgemm.
-            np.matmul(
-                windows.reshape(-1, batch.width), first._taps, out=batch.acc[: j * batch.blocks]
-            )
+            # One sgemm per stream, of the shape process() runs: bit for bit its result. (All
+            # the blocks as the rows of one matrix is a little faster, but BLAS may take
+            # another kernel path for another row count and round differently: measured at
+            # 10 ms frames.)
+            np.matmul(windows, first._taps, out=batch.acc[:j])
             flat = batch.flat[:j]
             np.rint(flat, out=flat)
             np.minimum(flat, first._hi, out=flat)
@@ -253,8 +258,8 @@ class _PolyphaseFIR:
 
 class _Batch:
     """The work arrays of a FIR shape for up to `capacity` streams: per stream a work row
-    (history + frame), its block windows and its outputs; the blocks of all the rows are the
-    rows of one matrix, so that one sgemm filters every stream."""
+    (history + frame), its block windows and its outputs, stacked so that one numpy call per
+    step serves every stream."""
 
     def __init__(self, shape: tuple[bool, int, int, int], capacity: int) -> None:
         up, ratio, in_samples, out_samples = shape
@@ -285,7 +290,9 @@ class _Batch:
             writeable=False,
         )
         self.windows: _F32 = np.zeros((capacity, self.blocks, self.width), dtype=np.float32)
-        self.acc: _F32 = np.zeros((capacity * self.blocks, out_samples // self.blocks), np.float32)
+        self.acc: _F32 = np.zeros(
+            (capacity, self.blocks, out_samples // self.blocks), dtype=np.float32
+        )
         self.flat: _F32 = self.acc.reshape(capacity, out_samples)
         self.out: PCM2D = np.zeros((capacity, out_samples), dtype=np.int16)
 

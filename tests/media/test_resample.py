@@ -142,3 +142,47 @@ def test_fir_streams_interleaved_are_independent(in_rate: int, out_rate: int) ->
         # Each output buffer is the instance's own: still valid after the other's call.
         for i, out in enumerate(outs):
             assert np.array_equal(out, alone[i][k])
+
+
+def _reference(x: PCM, in_rate: int, out_rate: int) -> PCM:
+    """The FIR resampler's definition, computed the slow way in float64: going up by R,
+    zero-stuffing then the prototype filter scaled by R; going down, the filtered signal read
+    at the newest input sample of every block of R (offset R - 1)."""
+    if out_rate > in_rate:
+        ratio = out_rate // in_rate
+        h = lowpass(ratio) * ratio
+        stuffed = np.zeros(len(x) * ratio)
+        stuffed[::ratio] = x
+        y = np.convolve(stuffed, h)[: len(stuffed)]
+    else:
+        ratio = in_rate // out_rate
+        y = np.convolve(x.astype(np.float64), lowpass(ratio))[ratio - 1 : len(x) : ratio]
+    return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20, 30, 60])
+@pytest.mark.parametrize(("in_rate", "out_rate"), PAIRS)
+def test_fir_is_the_filter_it_claims_for_any_frame_size(
+    in_rate: int, out_rate: int, frame_ms: int
+) -> None:
+    """Frame by frame, one stream alone and several together, the blocked filter gives the
+    convolution of the whole signal (within one step of float32 rounding), whatever the frame
+    size cuts the blocks into."""
+    rng = np.random.default_rng(frame_ms)
+    streams = [(rng.standard_normal(in_rate // 50 * 12) * 8000).astype(np.int16) for _ in range(3)]
+    streams[1][: len(streams[1]) // 3] = 0  # starts silent: the shortcut, then the filter
+    alone = FrameResampler(in_rate, out_rate, frame_ms, engine="fir")
+    together = [FrameResampler(in_rate, out_rate, frame_ms, engine="fir") for _ in streams]
+    n = alone.in_samples
+    frames = [s.reshape(-1, n) for s in streams]
+    out_alone = np.concatenate([alone.process(f).copy() for f in frames[0]])
+    rows = [
+        FrameResampler.process_many(together, [f[k] for f in frames]).copy()
+        for k in range(len(frames[0]))
+    ]
+    out_together = np.stack(rows, axis=1).reshape(len(streams), -1)
+    assert np.array_equal(out_together[0], out_alone)
+    for signal, out in zip(streams, out_together, strict=True):
+        expected = _reference(signal, in_rate, out_rate)
+        assert len(out) == len(expected)
+        assert np.abs(out.astype(np.int32) - expected).max() <= 1
