@@ -63,10 +63,15 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.media_settings import PHONE_BANDWIDTH  # noqa: E402
 from media.clock import MediaClock  # noqa: E402
 from media.codecs import create_decoder, create_encoder  # noqa: E402
-from media.codecs.opus import OpusConfig, OpusDecoder, OpusEncoder, libopus_version  # noqa: E402
+from media.codecs.opus import (  # noqa: E402
+    PHONE_BANDWIDTH,
+    OpusConfig,
+    OpusDecoder,
+    OpusEncoder,
+    libopus_version,
+)
 from media.frame import FRAME_SAMPLES, PCM, SAMPLE_RATE  # noqa: E402
 from media.level import audio_level  # noqa: E402
 from media.mixer import RoomMixer  # noqa: E402

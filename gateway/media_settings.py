@@ -8,16 +8,11 @@ import math
 from dataclasses import dataclass
 
 from gateway.config import MediaConfig
-from media.codecs.opus import Bandwidth, OpusConfig
+from media.codecs.opus import PHONE_BANDWIDTH, OpusConfig
 from media.jitterbuffer import JitterConfig
 from media.mixer import MixerConfig
 from media.pipeline import PipelineConfig
 
-# The Opus audio band that holds everything a phone codec carries (RFC 6716 §2: narrowband is
-# 4 kHz of audio, wideband 8 kHz): G.711 at 8 kHz sampling, G.722 at 16 kHz. Encoding the
-# empty bands above costs libopus twice the work (bench/README.md: 105 µs against 47 µs a
-# frame for a G.711 voice) for nothing a listener can hear.
-PHONE_BANDWIDTH = {8000: Bandwidth.NARROWBAND, 16000: Bandwidth.WIDEBAND}
 _DEFAULT_CAPACITY = JitterConfig().capacity
 
 
@@ -58,4 +53,4 @@ class MediaSettings:
 
 DEFAULT = MediaSettings.from_config(MediaConfig())
 
-__all__ = ["DEFAULT", "PHONE_BANDWIDTH", "MediaSettings"]
+__all__ = ["DEFAULT", "MediaSettings"]

@@ -243,7 +243,7 @@ class _PolyphaseFIR:
             # the blocks as the rows of one matrix is a little faster, but BLAS may take
             # another kernel path for another row count and round differently: measured at
             # 10 ms frames.)
-            np.matmul(windows, first._taps, out=batch.acc[:j])
+            np.matmul(windows, batch.taps, out=batch.acc[:j])
             flat = batch.flat[:j]
             np.rint(flat, out=flat)
             np.minimum(flat, first._hi, out=flat)
