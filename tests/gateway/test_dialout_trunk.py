@@ -346,7 +346,13 @@ async def test_rayo_hangup_on_the_brewery_connection_ends_the_dial_out_call(
         else:
             assert routed(kam, sip_call.call_id)[-1] == ("BYE", "loose")
             assert header(request, "Reason") == 'SIP;cause=200;text="Hung up from the meeting"'
+    seen = statuses(sandbox, room_jid, nick)
     expected = ["Initializing Call", "calling", "Ringing"]
     if method == "BYE":
         expected.append("Connected")
-    assert statuses(sandbox, room_jid, nick) == [*expected, "Hung up from the meeting"]
+        # baresip answering at once sends 180 and 200 back to back; Kamailio's UDP workers
+        # relay them in parallel and the 180 may come second, when the call is already
+        # answered and "Ringing" is rightly not shown (DialOutFlow.progress).
+        if "Ringing" not in seen:
+            expected.remove("Ringing")
+    assert seen == [*expected, "Hung up from the meeting"]
