@@ -6,17 +6,30 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pygasi-installed
 
-.PHONY: test lint typecheck pytest demo deps peers bench clean
+.PHONY: test lint typecheck pytest pytest-interpreted demo deps peers compile bench clean
 
-test: deps lint typecheck pytest
+test: deps lint typecheck pytest pytest-interpreted
 
-deps: $(STAMP) peers
+deps: $(STAMP) peers compile
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -U pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,dev]'
+	PYGASI_COMPILE=0 $(PY) -m pip install -q --disable-pip-version-check -e '.[test,dev]'
 	touch $(STAMP)
+
+# media's per-packet modules compiled in place by mypyc (setup.py, media/__init__.py), again
+# whenever media/ changes: the old modules go first, so a failed build leaves pure Python. The
+# build copies its products with their old times when their C did not change: touched, so that
+# media/__init__.py does not take them for older than their source.
+NATIVE := media/.compiled
+$(NATIVE): $(STAMP) setup.py $(shell find media -name '*.py')
+	find media -name '*.so' -delete
+	$(PY) setup.py -q build_ext --inplace
+	find media -name '*.so' -exec touch {} +
+	touch $(NATIVE)
+
+compile: $(NATIVE)
 
 peers:
 	scripts/install-test-deps
@@ -28,8 +41,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) compile
 	$(VENV)/bin/pytest -q
+
+# The pure-Python media modules, what runs where nothing was compiled, pass the same tests.
+pytest-interpreted: $(STAMP)
+	PYGASI_INTERPRETED=1 $(VENV)/bin/pytest -q tests/media
 
 # A real SIP call (SIPp) through `pygasi run` into a local sandbox conference (Prosody and the
 # Jicofo + videobridge emulator from tests/); prints what happened, exits 0 when it all worked.
@@ -45,3 +62,5 @@ bench: deps
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	find media -name '*.so' -delete
+	rm -f $(NATIVE)

@@ -63,6 +63,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import media  # noqa: E402
 from media.clock import MediaClock  # noqa: E402
 from media.codecs import create_decoder, create_encoder  # noqa: E402
 from media.codecs.opus import (  # noqa: E402
@@ -591,6 +592,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         # pygasi run uses glibc's malloc ([runtime] allocator); `make bench` sets it here too.
         "allocator": os.environ.get("PYTHONMALLOC", "pymalloc"),
+        # media's per-packet modules compiled by mypyc (`make compile`), or their source.
+        "media_compiled": media.COMPILED,
         "machine": platform.machine(),
     }
 
@@ -647,7 +650,8 @@ def print_table(r: dict[str, Any]) -> None:
     crowded = r["crowded_room"]
     print(
         f"pygasi media engine (Python {r['python']}, {r['machine']}, {r['libopus']}, "
-        f"{r['allocator']} allocator)"
+        f"{r['allocator']} allocator, media modules "
+        f"{'compiled' if r['media_compiled'] else 'pure Python'})"
     )
     enc = r["opus_encoder"]
     print(

@@ -228,7 +228,10 @@ class Daemon:
             self.api = server
             log.info("HTTP API on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
         sd_notify("READY=1")
-        log.info("pygasi %s ready", package_version())
+        import media
+
+        engine = "compiled" if media.COMPILED else f"pure Python: {media.SOURCE_REASON}"
+        log.info("pygasi %s ready (media engine %s)", package_version(), engine)
         assert self._done is not None
         try:
             await self._done.wait()

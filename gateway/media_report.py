@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import media as media_engine
 from gateway.call import CallSession
 from gateway.conference import Conferences
 from media.clock import MediaClock
@@ -48,6 +49,8 @@ def media_report(
     ]
     s = clock.stats
     return {
+        # The per-packet modules compiled by mypyc, or their pure-Python source (media/__init__).
+        "compiled": media_engine.COMPILED,
         "phone_to_meeting": _sum(sip_side),
         "meeting_to_phone": _sum(conference_side),
         "clock": {

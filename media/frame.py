@@ -27,7 +27,7 @@ try:
     from numpy._core.multiarray import count_nonzero as _count_nonzero
 except ImportError:  # pragma: no cover - a numpy that moved it: the public function
     _count_nonzero = np.count_nonzero
-count_nonzero: Callable[[Any], int] = _count_nonzero
+count_nonzero: Callable[[Any], Any] = _count_nonzero  # a numpy integer, not an int
 
 
 def samples_per_frame(sample_rate: int, frame_ms: int = FRAME_MS) -> int:

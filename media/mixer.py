@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -256,6 +256,8 @@ class RoomMixer:
         self._capacity = 0
         self._reserve(8)
         self._tick_count = 0
+        # What the layers above keep per room (the pipeline's shared downlinks).
+        self.attachments: dict[str, Any] = {}
 
     def _reserve(self, rows: int) -> None:
         """Room for `rows` frames in the tick's blocks (one row per audible source or phone).

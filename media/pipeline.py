@@ -51,7 +51,6 @@ import socket
 import struct
 import sys
 import time
-import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
@@ -82,6 +81,7 @@ from media.rtp_session import (
     Address,
     RtpSessionConfig,
     RtpSessionCore,
+    SocketAddress,
 )
 
 # Linux: SO_TIMESTAMPNS (asm-generic/socket.h; not exported by Python's socket module) delivers
@@ -92,7 +92,7 @@ MAX_DATAGRAM = 2048
 MAX_READ_ROUNDS = 32  # a room's sockets are read at most this many times per tick
 
 
-_Deliver = Callable[[int, bytes, Address, float], None]
+_Deliver = Callable[[int, bytes, SocketAddress, float], None]
 _Read = Callable[[_Deliver, float, float], object]  # read_one or drain
 
 
@@ -250,7 +250,7 @@ class LegSockets:
         """Our clock minus the realtime clock the kernel stamps arrivals with."""
         return self._clock() - time.time()
 
-    def drain(self, deliver: Callable[[int, bytes, Address, float], None], now: float) -> None:
+    def drain(self, deliver: _Deliver, now: float) -> None:
         """Read what is waiting (RTCP every `rtcp_poll_ticks` drains)."""
         self.drains += 1
         offset = self._clock() - time.time()
@@ -455,17 +455,10 @@ class _Room:
             pipeline._payload_tick = tick
 
 
-# Per room and codec (name, rate): the downlinks. Weak keys: a room that is gone takes its
-# downlinks with it.
-_ROOMS: weakref.WeakKeyDictionary[RoomMixer, dict[tuple[str, int], _Room]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def _room_media(mixer: RoomMixer, info: CodecInfo) -> _Room:
-    downlinks = _ROOMS.get(mixer)
-    if downlinks is None:
-        downlinks = _ROOMS[mixer] = {}
+    """The room's downlink for a codec (name, rate), kept with the room: a room that is gone
+    takes its downlinks with it."""
+    downlinks: dict[tuple[str, int], _Room] = mixer.attachments.setdefault("downlinks", {})
     key = (info.name.lower(), info.sample_rate)
     downlink = downlinks.get(key)
     if downlink is None:

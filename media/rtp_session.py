@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from media.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
 from media.errors import MediaParseError
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 _pack_header = RTP_FIXED_HEADER.pack
 
 Address = tuple[str, int]
+# As a socket gives it: (host, port), or IPv6's (host, port, flowinfo, scope_id).
+SocketAddress = tuple[Any, ...]
 CN_PAYLOAD_TYPE = 13  # RFC 3551 §6 static payload type for RFC 3389 comfort noise
 CN_SILENT_LEVEL = 127  # RFC 3389 §3: noise level in -dBov; 127 = nothing audible
 
@@ -446,7 +449,7 @@ class RtpSessionCore:
 
     # -- receiving --
 
-    def datagram_received(self, channel: int, data: bytes, addr: Address, now: float) -> None:
+    def datagram_received(self, channel: int, data: bytes, addr: SocketAddress, now: float) -> None:
         """Feed one datagram from the RTP (or RTCP) socket. Bad packets are counted and
         dropped; only an exception raised by a consumer callback propagates."""
         if self.closed:
@@ -468,7 +471,7 @@ class RtpSessionCore:
             return True
         return False
 
-    def _rtp_received(self, data: bytes, address: tuple[str, int], now: float) -> None:
+    def _rtp_received(self, data: bytes, address: SocketAddress, now: float) -> None:
         if self._srtp is not None:
             try:
                 data = self._srtp.unprotect(data)
@@ -517,7 +520,7 @@ class RtpSessionCore:
         except MediaParseError:
             self.counters.malformed_rtp += 1
             return
-        addr = address if len(address) == 2 else (address[0], address[1])
+        addr: Address = (address[0], address[1])
         if addr == self.latched_rtp:
             self._candidate = None  # _latch(), inline for the common case
         elif not self._latch(addr):
@@ -587,7 +590,7 @@ class RtpSessionCore:
             self.on_new_stream(ssrc)
         return stats
 
-    def _rtcp_received(self, data: bytes, address: tuple[str, int], now: float) -> None:
+    def _rtcp_received(self, data: bytes, address: SocketAddress, now: float) -> None:
         if self._srtp is not None:
             try:
                 data = self._srtp.unprotect_rtcp(data)
@@ -601,7 +604,7 @@ class RtpSessionCore:
             return
         self.counters.rtcp_received += 1
         self.rtcp_timer.received(len(data))
-        addr = address if len(address) == 2 else (address[0], address[1])
+        addr: Address = (address[0], address[1])
         for p in packets:
             if isinstance(p, SenderReport | ReceiverReport):
                 if self.remote_ssrc is None or p.ssrc == self.remote_ssrc:
@@ -625,7 +628,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         self._session = session
         self._channel = channel
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def datagram_received(self, data: bytes, addr: SocketAddress) -> None:
         self._session._datagram(self._channel, data, addr)
 
     def error_received(self, exc: Exception) -> None:
@@ -696,7 +699,7 @@ class RtpSession(RtpSessionCore):
         if transport is not None:
             transport.sendto(data, addr)
 
-    def _datagram(self, channel: int, data: bytes, addr: tuple[str, int]) -> None:
+    def _datagram(self, channel: int, data: bytes, addr: SocketAddress) -> None:
         try:
             self.datagram_received(channel, data, addr, self._loop.time())
         except Exception:
@@ -704,30 +707,19 @@ class RtpSession(RtpSessionCore):
             self.counters.internal_errors += 1
             logger.exception("RTP session %08x: error handling a datagram", self.ssrc)
 
-    def send_frame(
-        self,
-        payload: bytes,
-        timestamp_increment: int,
-        now: float | None = None,
-        silence: bool = False,
-    ) -> None:
-        super().send_frame(
-            payload, timestamp_increment, self._loop.time() if now is None else now, silence
-        )
-
-    def tick(self, now: float | None = None) -> None:
-        super().tick(self._loop.time() if now is None else now)
+    def time(self) -> float:
+        """The clock the session's `now` arguments are read on (the loop's)."""
+        return self._loop.time()
 
     def _close_transports(self) -> None:
         for transport in self._transports:
             if transport is not None:
                 transport.close()
 
-    def close(self, now: float | None = None, reason: str | None = None) -> None:
+    def close(self, now: float, reason: str | None = None) -> None:
         """BYE, close the sockets and return the ports to the allocator (into quarantine)."""
         if self.closed:
             return
-        now = self._loop.time() if now is None else now
         try:
             super().close(now, reason)
         finally:

@@ -206,12 +206,12 @@ async def test_number_dialled_through_the_trunk_reaches_baresip_with_audio_both_
         (bye,) = phone.requests("BYE")
         assert header(bye, "Reason") == 'SIP;cause=200;text="Hung up from the meeting"'
 
-    assert statuses(sandbox, room_jid, nick)[:4] == [
-        "Initializing Call",
-        "calling",
-        "Ringing",
-        "Connected",
-    ]
+    # "Ringing" only when the 180 came before the 200 (see the test below).
+    seen = statuses(sandbox, room_jid, nick)
+    expected = ["Initializing Call", "calling", "Ringing", "Connected"]
+    if "Ringing" not in seen:
+        expected.remove("Ringing")
+    assert seen[: len(expected)] == expected
 
 
 # -- 2. a draining gateway refuses dials ----------------------------------------------------------

@@ -328,14 +328,14 @@ async def open_pair(
 def force_rtcp(*sessions: RtpSession) -> None:
     for s in sessions:
         s.rtcp_timer.next_time = 0.0
-        s.tick()
+        s.tick(s.time())
 
 
 async def test_two_sessions_exchange_packets(allocator: PortAllocator) -> None:
     a, b, sink_a, sink_b = await open_pair(allocator)
     for _ in range(5):
-        a.send_frame(VOICE, 160)
-        b.send_frame(b"\x11" * 160, 160)
+        a.send_frame(VOICE, 160, a.time())
+        b.send_frame(b"\x11" * 160, 160, b.time())
     await until(lambda: len(sink_b.packets) == 5 and len(sink_a.packets) == 5)
     pkts = sink_b.packets
     assert [p.payload for p in pkts] == [VOICE] * 5
@@ -362,9 +362,9 @@ async def test_two_sessions_exchange_packets(allocator: PortAllocator) -> None:
     assert a.remote_report is not None and a.remote_report.highest_sequence & 0xFFFF == (
         pkts[-1].sequence
     )
-    a.close(reason="done")
+    a.close(a.time(), reason="done")
     await until(lambda: sink_b.byes == ["done"])
-    b.close()
+    b.close(b.time())
     assert allocator.in_use == 0
     assert allocator.quarantined(asyncio.get_running_loop().time()) == 4
 
@@ -384,16 +384,16 @@ async def test_latching_to_the_real_source_address(
     def phone(seq: int, ssrc: int = 0x77) -> bytes:
         return RtpPacket(PCMU, seq, seq * 160, ssrc, VOICE).serialize()
 
-    a.send_frame(VOICE, 160)
+    a.send_frame(VOICE, 160, a.time())
     await until(lambda: len(sdp_addr.received) == 1)  # before latching: the SDP address
     nat.send(phone(1), dest)
     await until(lambda: len(sink.packets) == 1)  # not latched yet, but delivered
-    a.send_frame(VOICE, 160)
+    a.send_frame(VOICE, 160, a.time())
     await until(lambda: len(sdp_addr.received) == 2)
     nat.send(phone(2), dest)
     nat.send(phone(3), dest)
     await until(lambda: a.latched_rtp == nat.address)
-    a.send_frame(VOICE, 160)
+    a.send_frame(VOICE, 160, a.time())
     await until(lambda: len(nat.received) == 1)  # symmetric RTP: back where they came from
     assert len(sdp_addr.received) == 2
     # Two stray packets from elsewhere are dropped and change nothing.
@@ -407,53 +407,53 @@ async def test_latching_to_the_real_source_address(
     await until(lambda: a.latched_rtp == intruder.address)
     assert a.counters.relatches == 1
     assert sink.streams == [0x77, 0x99]
-    a.close()
+    a.close(a.time())
 
 
 async def test_hold_sends_rtcp_only(allocator: PortAllocator) -> None:
     a, b, _, sink_b = await open_pair(allocator)
-    a.send_frame(VOICE, 160)
+    a.send_frame(VOICE, 160, a.time())
     await until(lambda: len(sink_b.packets) == 1)
     a.set_direction(Direction.RECVONLY)  # we answered recvonly: the peer holds us
     for _ in range(5):
-        a.send_frame(VOICE, 160)
+        a.send_frame(VOICE, 160, a.time())
     force_rtcp(a)
     await until(lambda: b.counters.rtcp_received == 1)
     await asyncio.sleep(0.05)
     assert len(sink_b.packets) == 1  # no RTP during hold
     a.set_direction(Direction.SENDRECV)
-    a.send_frame(VOICE, 160)
+    a.send_frame(VOICE, 160, a.time())
     await until(lambda: len(sink_b.packets) == 2)
     resumed = sink_b.packets[1]
     assert resumed.marker  # a new talk spurt after hold
     assert (resumed.timestamp - sink_b.packets[0].timestamp) & 0xFFFFFFFF == 6 * 160
-    a.close()
-    b.close()
+    a.close(a.time())
+    b.close(b.time())
 
 
 async def test_inactive_direction_drops_received_rtp(allocator: PortAllocator) -> None:
     a, b, sink_a, _ = await open_pair(allocator)
     a.set_direction("inactive")
-    b.send_frame(VOICE, 160)
+    b.send_frame(VOICE, 160, b.time())
     await until(lambda: a.counters.not_receiving == 1)
     assert sink_a.packets == []
-    a.close()
-    b.close()
+    a.close(a.time())
+    b.close(b.time())
 
 
 async def test_mute_keeps_sending_silence_or_cn(allocator: PortAllocator) -> None:
     a, b, _, sink_b = await open_pair(allocator)
     a.set_muted(True)
     for _ in range(3):
-        a.send_frame(VOICE, 160)
+        a.send_frame(VOICE, 160, a.time())
     await until(lambda: len(sink_b.packets) == 3)
     assert [p.payload for p in sink_b.packets] == [SILENT] * 3  # the NAT binding stays open
     a.set_muted(False)
-    a.send_frame(VOICE, 160)
+    a.send_frame(VOICE, 160, a.time())
     await until(lambda: len(sink_b.packets) == 4)
     assert sink_b.packets[3].payload == VOICE and sink_b.packets[3].marker
-    a.close()
-    b.close()
+    a.close(a.time())
+    b.close(b.time())
 
     c, d, _, sink_d = await open_pair(allocator, mute_keepalive=MuteKeepalive.CN, cn_interval=1.0)
     c.set_muted(True)
@@ -463,8 +463,8 @@ async def test_mute_keeps_sending_silence_or_cn(allocator: PortAllocator) -> Non
     await until(lambda: len(sink_d.packets) == 2)
     await asyncio.sleep(0.03)
     assert [(p.payload_type, p.payload) for p in sink_d.packets] == [(13, b"\x7f")] * 2
-    c.close()
-    d.close()
+    c.close(c.time())
+    d.close(d.time())
 
 
 async def test_ssrc_change_is_a_new_stream(
@@ -486,7 +486,7 @@ async def test_ssrc_change_is_a_new_stream(
     assert a.counters.ssrc_changes == 1
     assert a.receiver_stats is not None and a.receiver_stats.ssrc == 2
     assert a.receiver_stats.received == 1  # probation: the first packet of a source
-    a.close()
+    a.close(a.time())
 
 
 async def test_malformed_unknown_pt_and_comfort_noise(
@@ -507,15 +507,15 @@ async def test_malformed_unknown_pt_and_comfort_noise(
     assert a.counters.malformed_rtp == 3
     assert a.counters.unknown_payload_type == 1
     assert [(p.payload_type, p.payload) for p in sink.packets] == [(0, VOICE), (13, b"\x40")]
-    a.close()
+    a.close(a.time())
 
 
 async def test_dtmf_interleaved_with_audio(allocator: PortAllocator) -> None:
     a, b, _, sink_b = await open_pair(allocator, telephone_event_pt=TE)
-    a.send_frame(VOICE, 160)
+    a.send_frame(VOICE, 160, a.time())
     a.send_dtmf("123#")
     for _ in range(40):
-        a.send_frame(VOICE, 160)
+        a.send_frame(VOICE, 160, a.time())
     await until(lambda: len(sink_b.digits) == 4)
     await asyncio.sleep(0.03)
     assert "".join(d.digit for d in sink_b.digits) == "123#"
@@ -527,8 +527,8 @@ async def test_dtmf_interleaved_with_audio(allocator: PortAllocator) -> None:
     audio = 1 + 40 - 4 * 5  # each digit's 5 event ticks replaced audio frames
     assert len(sink_b.packets) == audio
     assert stats.received == audio + 4 * 7 - 1  # 7 event packets per digit; 1 in probation
-    a.close()
-    b.close()
+    a.close(a.time())
+    b.close(b.time())
 
 
 async def test_srtp_between_two_sessions_and_tampering(
@@ -538,8 +538,8 @@ async def test_srtp_between_two_sessions_and_tampering(
     a, b, sink_a, sink_b = await open_pair(allocator, srtp_keys=keys)
     sniffer = await peers(HOST)
     for _ in range(3):
-        a.send_frame(VOICE, 160)
-        b.send_frame(b"\x22" * 160, 160)
+        a.send_frame(VOICE, 160, a.time())
+        b.send_frame(b"\x22" * 160, 160, b.time())
     await until(lambda: len(sink_b.packets) == 3 and len(sink_a.packets) == 3)
     assert [p.payload for p in sink_b.packets] == [VOICE] * 3
     force_rtcp(a)
@@ -557,21 +557,21 @@ async def test_srtp_between_two_sessions_and_tampering(
     await until(lambda: b.counters.srtp_failures == 3)
     assert len(sink_b.packets) == 3
     assert b.latched_rtp == (HOST, a.local_rtp_port)  # unauthenticated packets never latch
-    a.close()
-    b.close()
+    a.close(a.time())
+    b.close(b.time())
 
 
 async def test_rtcp_mux_demux(allocator: PortAllocator) -> None:
     a, b, _, sink_b = await open_pair(allocator, rtcp_mux=True)
     assert a.local_rtcp_port == a.local_rtp_port and a.ports.rtcp_socket is None
-    a.send_frame(VOICE, 160)
+    a.send_frame(VOICE, 160, a.time())
     force_rtcp(a)
-    a.send_frame(VOICE, 160)
+    a.send_frame(VOICE, 160, a.time())
     await until(lambda: len(sink_b.packets) == 2 and b.counters.rtcp_received == 1)
     assert b.counters.malformed_rtp == 0 and b.counters.unknown_payload_type == 0
-    a.close(reason="bye")
+    a.close(a.time(), reason="bye")
     await until(lambda: sink_b.byes == ["bye"])
-    b.close()
+    b.close(b.time())
     assert allocator.in_use == 0
 
 
@@ -589,12 +589,12 @@ async def test_ipv6_sessions_exchange_and_latch() -> None:
     sink_a, sink_b = Sink(a), Sink(b)
     a.set_remote("::1", b.local_rtp_port)
     b.set_remote("::1", a.local_rtp_port)
-    a.send_frame(VOICE, 160)
-    b.send_frame(VOICE, 160)
+    a.send_frame(VOICE, 160, a.time())
+    b.send_frame(VOICE, 160, b.time())
     await until(lambda: len(sink_a.packets) == 1 and len(sink_b.packets) == 1)
     assert b.latched_rtp == ("::1", a.local_rtp_port)  # 4-tuple source reduced to host, port
-    a.close()
-    b.close()
+    a.close(a.time())
+    b.close(b.time())
 
 
 def test_core_sender_sequence_and_timestamp_wrap() -> None:
