@@ -2,9 +2,9 @@
 
 The media engine's own work per call and 20 ms - the RTP session, the jitter buffer, the mixer,
 the pipeline - is thousands of Python bytecodes; compiled by mypyc from the same typed source it
-costs about a third less CPU (bench/README.md). The module list is `media.COMPILED_MODULES`.
-`PYGASI_COMPILE=0` skips the build; any failure (no compiler, no mypyc) leaves a pure-Python
-install and says so. In a checkout, `make compile` builds in place.
+costs about a third less CPU (all but the Opus codec; bench/README.md). The module list is
+`media.COMPILED_MODULES`. `PYGASI_COMPILE=0` skips the build; any failure (no compiler, no
+mypyc) leaves a pure-Python install and says so. In a checkout, `make compile` builds in place.
 """
 
 from __future__ import annotations

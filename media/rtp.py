@@ -138,6 +138,21 @@ def _serialize_extensions(profile: int, extensions: dict[int, bytes]) -> tuple[i
     return profile, bytes(body)
 
 
+_FIELDS = (
+    "csrcs",
+    "extension_data",
+    "extension_profile",
+    "extensions",
+    "marker",
+    "padding",
+    "payload",
+    "payload_type",
+    "sequence",
+    "ssrc",
+    "timestamp",
+)
+
+
 class RtpPacket:
     """One RTP packet. `payload` excludes padding; `padding` is the number of padding bytes
     (including the count byte) to append when serialising, as received when parsed.
@@ -147,19 +162,7 @@ class RtpPacket:
     profile (RFC 3550 §5.3.1) keeps its body verbatim in `extension_data`.
     """
 
-    __slots__ = (
-        "csrcs",
-        "extension_data",
-        "extension_profile",
-        "extensions",
-        "marker",
-        "padding",
-        "payload",
-        "payload_type",
-        "sequence",
-        "ssrc",
-        "timestamp",
-    )
+    __slots__ = _FIELDS
 
     def __init__(
         self,
@@ -198,7 +201,7 @@ class RtpPacket:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RtpPacket):
             return NotImplemented
-        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+        return all(getattr(self, s) == getattr(other, s) for s in _FIELDS)
 
     __hash__ = None  # type: ignore[assignment]  # mutable value
 
@@ -212,20 +215,10 @@ class RtpPacket:
         b0, b1, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
         if b0 == 0x80:
             # Version 2 without padding, extension or CSRCs: a phone's every packet. Nothing
-            # more to check (this path skips ~40 bytecodes per packet).
-            pkt = cls.__new__(cls)
-            pkt.payload_type = b1 & 0x7F
-            pkt.marker = b1 > 0x7F
-            pkt.sequence = sequence
-            pkt.timestamp = timestamp
-            pkt.ssrc = ssrc
-            pkt.csrcs = ()
-            pkt.extension_profile = 0
-            pkt.extensions = None
-            pkt.extension_data = b""
-            pkt.payload = bytes(data[RTP_HEADER_SIZE:])
-            pkt.padding = 0
-            return pkt
+            # more to check. (Built by the constructor: mypyc's compiled class has no __new__.)
+            return cls(
+                b1 & 0x7F, sequence, timestamp, ssrc, bytes(data[RTP_HEADER_SIZE:]), b1 > 0x7F
+            )
         if b0 >> 6 != RTP_VERSION:
             raise MediaParseError(f"RTP version {b0 >> 6} is not 2")
         pos = RTP_HEADER_SIZE
@@ -261,19 +254,19 @@ class RtpPacket:
             if padding == 0 or pos + padding > size:
                 raise MediaParseError(f"invalid RTP padding count {padding}")
             end -= padding
-        pkt = cls.__new__(cls)
-        pkt.payload_type = b1 & 0x7F
-        pkt.marker = b1 > 0x7F
-        pkt.sequence = sequence
-        pkt.timestamp = timestamp
-        pkt.ssrc = ssrc
-        pkt.csrcs = csrcs
-        pkt.extension_profile = profile
-        pkt.extensions = extensions
-        pkt.extension_data = ext_data
-        pkt.payload = bytes(data[pos:end])
-        pkt.padding = padding
-        return pkt
+        return cls(
+            b1 & 0x7F,
+            sequence,
+            timestamp,
+            ssrc,
+            bytes(data[pos:end]),
+            b1 > 0x7F,
+            csrcs,
+            extensions,
+            profile,
+            ext_data,
+            padding,
+        )
 
     def serialize(self) -> bytes:
         """The packet on the wire. Extensions use the one-byte form when every element fits
@@ -305,12 +298,19 @@ class RtpPacket:
 
     def copy(self) -> RtpPacket:
         """A shallow copy (values are immutable except the extensions dict, which is copied)."""
-        pkt = RtpPacket.__new__(RtpPacket)
-        for name in self.__slots__:
-            setattr(pkt, name, getattr(self, name))
-        if self.extensions is not None:
-            pkt.extensions = dict(self.extensions)
-        return pkt
+        return RtpPacket(
+            self.payload_type,
+            self.sequence,
+            self.timestamp,
+            self.ssrc,
+            self.payload,
+            self.marker,
+            self.csrcs,
+            dict(self.extensions) if self.extensions is not None else None,
+            self.extension_profile,
+            self.extension_data,
+            self.padding,
+        )
 
     def get_audio_level(self, ext_id: int) -> AudioLevel | None:
         """The RFC 6464 level carried under the negotiated extension id, if present."""
