@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -49,6 +50,22 @@ _TRACE = re.compile(
     re.M | re.S,
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _free_sip_port() -> int:
+    """A port for `sip_listen`: baresip also listens for SIP/TLS on the next port (TCP), which
+    must be free as well or baresip exits at start (seen once: an ephemeral port took it)."""
+    for _ in range(50):
+        port = free_port()
+        if port >= 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as check:
+            try:
+                check.bind((HOST, port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for baresip")
 
 
 class BaresipError(RuntimeError):
@@ -83,7 +100,7 @@ class Baresip:
         self.codecs = tuple(codecs)
         self.answermode = answermode
         self.regint = regint
-        self.sip_port = sip_port or free_port()
+        self.sip_port = sip_port or _free_sip_port()
         base = free_port(even=True)
         self.rtp_ports = (base, base + 9) if base < 65000 else (base - 10, base - 1)
         self.recordings_dir = workdir / "recordings"
